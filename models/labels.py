@@ -1,0 +1,142 @@
+"""Emotion label names and the one table that maps every dataset's labels onto them.
+
+Each corpus spells its classes its own way (IEMOCAP ``exc``, MELD ``joy``, EmoDB ``F`` for
+*Freude*). Loaders translate raw labels to a canonical :class:`Emotion` with :func:`canonical`;
+a model's :class:`LabelSet` then folds canonical emotions onto its classes (e.g. the common
+IEMOCAP 4-class protocol counts *excited* as *happy*). Whatever a label set cannot represent is
+excluded from training and evaluation and counted, never silently relabelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Emotion(str, Enum):
+    """Canonical emotion names used across datasets, checkpoints and the JSON output."""
+
+    NEUTRAL = "neutral"
+    HAPPY = "happy"
+    SAD = "sad"
+    ANGRY = "angry"
+    EXCITED = "excited"
+    FRUSTRATED = "frustrated"
+    SURPRISED = "surprised"
+    FEARFUL = "fearful"
+    DISGUSTED = "disgusted"
+    BORED = "bored"
+    CALM = "calm"
+
+
+# dataset -> raw label (lower-cased) -> canonical emotion. Raw labels missing here are
+# excluded (e.g. IEMOCAP "xxx"/"oth": no majority or "other").
+LABEL_TABLE: dict[str, dict[str, Emotion]] = {
+    "iemocap": {
+        "neu": Emotion.NEUTRAL, "hap": Emotion.HAPPY, "exc": Emotion.EXCITED, "sad": Emotion.SAD,
+        "ang": Emotion.ANGRY, "fru": Emotion.FRUSTRATED, "sur": Emotion.SURPRISED,
+        "fea": Emotion.FEARFUL, "dis": Emotion.DISGUSTED,
+        # Spelled-out evaluator labels in EmoEvaluation files ("Neutral state; Frustration; ...").
+        "neutral state": Emotion.NEUTRAL, "neutral": Emotion.NEUTRAL,
+        "happiness": Emotion.HAPPY, "excited": Emotion.EXCITED, "sadness": Emotion.SAD,
+        "anger": Emotion.ANGRY, "frustration": Emotion.FRUSTRATED, "surprise": Emotion.SURPRISED,
+        "fear": Emotion.FEARFUL, "disgust": Emotion.DISGUSTED,
+    },
+    "meld": {
+        "neutral": Emotion.NEUTRAL, "joy": Emotion.HAPPY, "sadness": Emotion.SAD,
+        "anger": Emotion.ANGRY, "surprise": Emotion.SURPRISED, "fear": Emotion.FEARFUL,
+        "disgust": Emotion.DISGUSTED,
+    },
+    "dailydialog": {
+        "no_emotion": Emotion.NEUTRAL, "neutral": Emotion.NEUTRAL, "happiness": Emotion.HAPPY,
+        "happines": Emotion.HAPPY, "happy": Emotion.HAPPY, "sadness": Emotion.SAD,
+        "anger": Emotion.ANGRY, "angry": Emotion.ANGRY, "surprise": Emotion.SURPRISED,
+        "surprised": Emotion.SURPRISED, "fear": Emotion.FEARFUL, "disgust": Emotion.DISGUSTED,
+        "excited": Emotion.EXCITED,
+    },
+    "crema-d": {
+        "neu": Emotion.NEUTRAL, "hap": Emotion.HAPPY, "sad": Emotion.SAD, "ang": Emotion.ANGRY,
+        "fea": Emotion.FEARFUL, "dis": Emotion.DISGUSTED,
+        # vote-table letters (tabulatedVotes.csv: A, D, F, H, N, S)
+        "n": Emotion.NEUTRAL, "h": Emotion.HAPPY, "s": Emotion.SAD, "a": Emotion.ANGRY,
+        "f": Emotion.FEARFUL, "d": Emotion.DISGUSTED,
+    },
+    "ravdess": {
+        "01": Emotion.NEUTRAL, "02": Emotion.CALM, "03": Emotion.HAPPY, "04": Emotion.SAD,
+        "05": Emotion.ANGRY, "06": Emotion.FEARFUL, "07": Emotion.DISGUSTED,
+        "08": Emotion.SURPRISED,
+    },
+    "emodb": {
+        "w": Emotion.ANGRY, "l": Emotion.BORED, "e": Emotion.DISGUSTED, "a": Emotion.FEARFUL,
+        "f": Emotion.HAPPY, "t": Emotion.SAD, "n": Emotion.NEUTRAL,
+    },
+    "turevdb": {
+        "angry": Emotion.ANGRY, "calm": Emotion.CALM, "happy": Emotion.HAPPY, "sad": Emotion.SAD,
+    },
+    "goemotions": {
+        "anger": Emotion.ANGRY, "disgust": Emotion.DISGUSTED, "fear": Emotion.FEARFUL,
+        "joy": Emotion.HAPPY, "neutral": Emotion.NEUTRAL, "sadness": Emotion.SAD,
+        "surprise": Emotion.SURPRISED,
+    },
+}
+# Layouts whose labels are free text (folders, manifests) use canonical names or any of these.
+GENERIC_TABLE: dict[str, Emotion] = {
+    **{e.value: e for e in Emotion},
+    **LABEL_TABLE["meld"], **LABEL_TABLE["dailydialog"], **LABEL_TABLE["turevdb"],
+    "happiness": Emotion.HAPPY, "anger": Emotion.ANGRY, "sadness": Emotion.SAD,
+    "fearful": Emotion.FEARFUL, "disgusted": Emotion.DISGUSTED, "boredom": Emotion.BORED,
+}
+
+
+def canonical(dataset: str, raw: str) -> Emotion | None:
+    """Map a dataset's raw label to a canonical emotion; ``None`` when it has no mapping."""
+    table = LABEL_TABLE.get(dataset, GENERIC_TABLE)
+    return table.get(raw.strip().lower())
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The classes a model predicts, in output order, and how other emotions fold onto them.
+
+    ``merge`` sends an emotion that is not itself a class onto one that is (``excited`` ->
+    ``happy`` in the IEMOCAP 4-class protocol); any other emotion is out of the set.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    merge: dict[str, str] = field(default_factory=dict)
+
+    def index(self, emotion: Emotion | str | None) -> int | None:
+        """Class index of ``emotion`` in this set, or ``None`` when the set excludes it."""
+        if emotion is None:
+            return None
+        name = emotion.value if isinstance(emotion, Emotion) else emotion
+        name = self.merge.get(name, name)
+        return self.labels.index(name) if name in self.labels else None
+
+
+LABEL_SETS: dict[str, LabelSet] = {
+    # The shipped default: what both the text corpora and the acted-speech corpora support.
+    # TurEV-DB's "calm" is scored as neutral (documented in the model card).
+    "core4": LabelSet(
+        "core4", ("neutral", "happy", "sad", "angry"),
+        {"excited": "happy", "calm": "neutral"},
+    ),
+    # IEMOCAP's six-class protocol of DialogueRNN / COSMIC.
+    "iemocap6": LabelSet(
+        "iemocap6", ("happy", "sad", "neutral", "angry", "excited", "frustrated"),
+    ),
+    # The common IEMOCAP four-class protocol (excited counted as happy).
+    "iemocap4": LabelSet(
+        "iemocap4", ("neutral", "happy", "sad", "angry"), {"excited": "happy"},
+    ),
+    # MELD / DailyDialog / GoEmotions Ekman classes.
+    "ekman7": LabelSet(
+        "ekman7",
+        ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted"),
+    ),
+    "emodb7": LabelSet(
+        "emodb7", ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "bored"),
+    ),
+    "turevdb4": LabelSet("turevdb4", ("calm", "happy", "sad", "angry")),
+}

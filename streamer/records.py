@@ -1,0 +1,137 @@
+"""Immutable records that flow between the streaming stages.
+
+Times are seconds of the stream (sample index / sample rate), never wall-clock, so a replay
+reproduces the same records whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # Hz; every stage after the source works at this rate
+JSON_SCHEMA_VERSION = 1
+
+
+class Speaker(str, Enum):
+    """The two parties of a dyadic conversation."""
+
+    A = "A"
+    B = "B"
+
+    @property
+    def other(self) -> "Speaker":
+        return Speaker.B if self is Speaker.A else Speaker.A
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    """A block of source audio, already at 16 kHz.
+
+    samples: float32 [n_samples, n_channels] in [-1, 1].
+    start: stream time of the first sample, seconds.
+    """
+
+    samples: np.ndarray
+    start: float
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[0] / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A fixed-length frame of one channel (webrtcvad wants 10, 20 or 30 ms).
+
+    pcm: int16 [n_samples]; start: seconds; channel: source channel index.
+    """
+
+    pcm: np.ndarray
+    start: float
+    channel: int
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.pcm) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A stretch of speech cut by the segmenter from one channel.
+
+    audio: float32 [n_samples] at 16 kHz; start/end: seconds of the stream;
+    decided_at: stream time at which end-of-speech was decided (end + hangover), seconds.
+    """
+
+    id: int
+    channel: int
+    start: float
+    end: float
+    audio: np.ndarray = field(repr=False)
+    decided_at: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the ASR made of one utterance.
+
+    audio_features: pooled encoder states [feature_dim] for the acoustic frontend, or None.
+    encoder_states: the Whisper encoder output [n_frames, d_model] (kept for speaker features).
+    """
+
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    audio_features: np.ndarray | None = field(default=None, repr=False)
+    encoder_states: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class EmotionEvent:
+    """One scored utterance: the unit of the JSON-lines output (schema in README.md)."""
+
+    id: int
+    speaker: Speaker
+    channel: int
+    start: float  # seconds from stream start
+    end: float  # seconds from stream start
+    text: str
+    emotions: dict[str, float]  # label -> probability, sums to 1
+    latency_ms: float  # end-of-speech decision -> event emitted, wall-clock milliseconds
+    model: dict[str, str]  # checkpoint identity (name, sha256, labels)
+    asr: dict[str, str]  # ASR model identity
+    context_size: int  # utterances (including this one) the model saw
+
+    @property
+    def emotion(self) -> str:
+        return max(self.emotions, key=self.emotions.__getitem__)
+
+    @property
+    def confidence(self) -> float:
+        return self.emotions[self.emotion]
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "utterance",
+            "schema": JSON_SCHEMA_VERSION,
+            "id": self.id,
+            "speaker": self.speaker.value,
+            "channel": self.channel,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "emotions": {k: round(v, 4) for k, v in self.emotions.items()},
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 4),
+            "latency_ms": round(self.latency_ms, 1),
+            "context_size": self.context_size,
+            "model": self.model,
+            "asr": self.asr,
+        }
