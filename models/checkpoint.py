@@ -1,0 +1,113 @@
+"""Self-describing checkpoints: weights + network config + labels + frontends + version.
+
+Saved with ``torch.save`` as a dict of tensors and plain values, loaded with
+``torch.load(weights_only=True)`` (no pickle of arbitrary objects). A ``<name>.sha256`` file beside
+the checkpoint holds its digest; loading checks it, so a truncated or swapped file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from streamer.errors import UserError
+
+from .labels import LabelSet
+
+FORMAT = "emostream-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default.pt"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything needed to rebuild a trained fusion network and feed it the right features.
+
+    network: FusionConfig.to_dict(); frontends: {"audio": identity, "text": identity} of the
+    feature extractors the network was trained on; audio_mean/audio_std: float32 [audio_dim]
+    standardisation of the acoustic vectors; training: free-form record of how it was trained.
+    """
+
+    network: dict
+    label_set: LabelSet
+    frontends: dict[str, dict[str, str]]
+    state_dict: dict[str, torch.Tensor]
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
+    training: dict = field(default_factory=dict)
+    version: str = "0.1.0"
+
+    @property
+    def name(self) -> str:
+        return self.training.get("name", "custom")
+
+    def save(self, path: Path) -> str:
+        """Write the checkpoint and its ``.sha256`` sidecar; returns the digest."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "network": self.network,
+            "labels": list(self.label_set.labels),
+            "label_set": self.label_set.name,
+            "label_merge": dict(self.label_set.merge),
+            "frontends": self.frontends,
+            "training": self.training,
+            "audio_mean": self.audio_mean.float().contiguous(),
+            "audio_std": self.audio_std.float().contiguous(),
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
+        }
+        torch.save(payload, path)
+        digest = sha256_of(path)
+        path.with_suffix(path.suffix + ".sha256").write_text(f"{digest}  {path.name}\n")
+        return digest
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
+    """Load a checkpoint (default: the shipped one); returns it with its SHA-256.
+
+    Raises UserError for a missing file, a digest that does not match the ``.sha256`` sidecar, or
+    a file that is not an emostream checkpoint.
+    """
+    path = Path(path) if path else DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    digest = sha256_of(path)
+    sidecar = path.with_suffix(path.suffix + ".sha256")
+    if sidecar.exists():
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
+        if expected != digest:
+            raise UserError(f"checkpoint {path} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file; all mean "not a checkpoint"
+        raise UserError(f"{path} is not a readable checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not an emostream checkpoint")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} needs a newer emostream (format {payload['format_version']})")
+    checkpoint = Checkpoint(
+        network=payload["network"],
+        label_set=LabelSet(payload["label_set"], tuple(payload["labels"]), dict(payload["label_merge"])),
+        frontends=payload["frontends"],
+        state_dict=payload["state_dict"],
+        audio_mean=payload["audio_mean"],
+        audio_std=payload["audio_std"],
+        training=payload["training"],
+        version=payload["version"],
+    )
+    return checkpoint, digest
