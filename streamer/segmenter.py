@@ -1,0 +1,157 @@
+"""Voice activity segmentation: frames of one channel in, utterances out (webrtcvad).
+
+State machine per channel: IDLE keeps the last `preroll_ms` of frames; a voiced frame opens an
+utterance (with that preroll in front); `hangover_ms` of consecutive non-speech closes it at the
+end of its last voiced frame (webrtcvad itself lags ~0.1 s behind the end of speech); an
+utterance with less than `min_speech_ms` of voiced frames is dropped as a click; one reaching
+`max_utterance_s` is split at its quietest frame within the last `split_search_ms`, and the rest
+goes on as the next utterance.
+
+Defaults were chosen on espeak-ng dialogue (examples/) and 40 EmoDB sentences joined by 0.6-1.2 s
+gaps, clean and with white noise at -50/-40/-35 dBFS: mode 3 keeps turns apart when a noise
+floor appears after digital silence (mode 2 glued them); 420 ms hangover splits 0.6 s turn gaps
+but not espeak-ng's sentence pauses (<= 0.35 s); boundaries land within ~0.12 s of the truth.
+
+Utterance ids come from an iterator the caller may share between the segmenters of several
+channels (`itertools.count()`), so ids are unique across channels and increase in the order in
+which utterances are decided; by default each segmenter counts from 0 on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from streamer.errors import UserError
+from streamer.framing import VAD_FRAME_MS
+from streamer.records import SAMPLE_RATE, Frame, Utterance
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How speech is cut into utterances. Durations in milliseconds unless marked _s."""
+
+    aggressiveness: int = 3  # webrtcvad mode 0 (lenient) .. 3 (strict about what is speech)
+    frame_ms: int = 30  # VAD frame length: 10, 20 or 30
+    preroll_ms: int = 90  # audio kept before the first voiced frame (soft onsets)
+    hangover_ms: int = 420  # this much non-speech ends an utterance
+    min_speech_ms: int = 240  # fewer voiced milliseconds than this: a click, dropped
+    max_utterance_s: float = 15.0  # longer speech is split near this length
+    split_search_ms: int = 2000  # the split point is the quietest frame in this last stretch
+
+    def __post_init__(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise UserError(f"VAD aggressiveness must be 0..3, got {self.aggressiveness}")
+        if self.frame_ms not in VAD_FRAME_MS:
+            raise UserError(f"VAD frame_ms must be one of {VAD_FRAME_MS}, got {self.frame_ms}")
+        for name in ("preroll_ms", "hangover_ms", "min_speech_ms", "split_search_ms"):
+            if getattr(self, name) < 0:
+                raise UserError(f"segmenter {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.split_search_ms / 1000 < self.max_utterance_s:
+            raise UserError(
+                f"segmenter needs 0 < split_search_ms ({self.split_search_ms}) "
+                f"< max_utterance_s ({self.max_utterance_s}) * 1000"
+            )
+
+    def frames(self, ms: float) -> int:
+        """Whole frames in `ms` milliseconds (rounded up, at least 0)."""
+        return -(-int(ms) // self.frame_ms)
+
+
+class VoiceDetector:
+    """webrtcvad at one aggressiveness: is this 10/20/30 ms int16 frame speech?"""
+
+    def __init__(self, aggressiveness: int) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+
+    def is_speech(self, frame: Frame) -> bool:
+        return self._vad.is_speech(frame.pcm.tobytes(), SAMPLE_RATE)
+
+
+class Segmenter:
+    """Stage: Frames of one channel in, Utterances out (no I/O).
+
+    feed(frame) -> utterances decided by this frame; flush() -> the open one at end of stream.
+    `decided_at` is the end of the frame that settled the utterance (stream seconds).
+    """
+
+    def __init__(self, config: SegmenterConfig, channel: int = 0, ids: Iterator[int] | None = None):
+        self.config = config
+        self.channel = channel
+        self._ids = ids if ids is not None else itertools.count()
+        self._vad = VoiceDetector(config.aggressiveness)
+        self._preroll: deque[Frame] = deque(maxlen=config.frames(config.preroll_ms))
+        self._frames: list[Frame] = []  # the open utterance, preroll included; [] when idle
+        self._voiced: list[bool] = []  # VAD decision per frame of self._frames
+        self._silence_run = 0  # consecutive non-speech frames at the end of self._frames
+
+    def feed(self, frame: Frame) -> list[Utterance]:
+        if frame.channel != self.channel:
+            raise ValueError(f"segmenter of channel {self.channel} fed channel {frame.channel}")
+        if len(frame.pcm) * 1000 != self.config.frame_ms * SAMPLE_RATE:
+            raise ValueError(f"frame of {len(frame.pcm)} samples, config says {self.config.frame_ms} ms")
+        speech = self._vad.is_speech(frame)
+        if not self._frames:
+            if not speech:
+                self._preroll.append(frame)
+                return []
+            self._frames = list(self._preroll)
+            self._voiced = [False] * len(self._frames)
+            self._preroll.clear()
+        self._frames.append(frame)
+        self._voiced.append(speech)
+        self._silence_run = 0 if speech else self._silence_run + 1
+        if self._silence_run >= self.config.frames(self.config.hangover_ms):
+            return self._close(decided_at=frame.end)
+        if frame.end - self._frames[0].start >= self.config.max_utterance_s:
+            return self._split(decided_at=frame.end)
+        return []
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: close the open utterance, if any."""
+        if not self._frames:
+            return []
+        return self._close(decided_at=self._frames[-1].end)
+
+    def _close(self, decided_at: float) -> list[Utterance]:
+        """End the utterance at its last voiced frame; the frames after it become preroll."""
+        last_voiced = max(i for i, v in enumerate(self._voiced) if v)
+        utterance = self._cut(last_voiced + 1, decided_at)
+        self._preroll.extend(self._frames)
+        self._frames, self._voiced, self._silence_run = [], [], 0
+        return utterance
+
+    def _split(self, decided_at: float) -> list[Utterance]:
+        """Cut a long utterance after its quietest frame in the last split_search_ms."""
+        search = self.config.frames(self.config.split_search_ms)
+        tail = self._frames[-search:]
+        energies = [float(np.mean(f.pcm.astype(np.float32) ** 2)) for f in tail]
+        upto = len(self._frames) - len(tail) + int(np.argmin(energies)) + 1
+        utterance = self._cut(upto, decided_at)
+        if not any(self._voiced):  # only silence after the split point: back to IDLE
+            self._preroll.extend(self._frames)
+            self._frames, self._voiced = [], []
+        return utterance
+
+    def _cut(self, upto: int, decided_at: float) -> list[Utterance]:
+        """Make frames[:upto] an utterance (unless too little of it is voiced); keep the rest."""
+        frames, voiced = self._frames[:upto], self._voiced[:upto]
+        self._frames, self._voiced = self._frames[upto:], self._voiced[upto:]
+        if sum(voiced) * self.config.frame_ms < self.config.min_speech_ms:
+            return []
+        audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
+        return [
+            Utterance(
+                id=next(self._ids),
+                channel=self.channel,
+                start=frames[0].start,
+                end=frames[-1].end,
+                audio=audio,
+                decided_at=decided_at,
+            )
+        ]

@@ -1,0 +1,102 @@
+"""Shared fixtures: generated speech and audio files, and the PulseAudio test server."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.records import SAMPLE_RATE
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+LAYOUTS = {1: "mono", 2: "stereo", 4: "quad"}
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int, codec: str) -> Path:
+    """Encode float32 [n, channels] (1, 2 or 4 channels) at `rate` Hz with PyAV's `codec`."""
+    layout = LAYOUTS[samples.shape[1]]
+    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        for offset in range(0, len(pcm), 4096):
+            frame = av.AudioFrame.from_ndarray(
+                pcm[offset : offset + 4096].reshape(1, -1), format="s16", layout=layout
+            )
+            frame.sample_rate = rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def speak(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., np.ndarray]:
+    """speak(text, voice="en-us") -> float32 [n] at 16 kHz, espeak-ng speech with its leading
+    and trailing digital silence trimmed (so speech starts at sample 0 and ends at the last)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    from streamer.sources import open_file
+
+    folder = tmp_path_factory.mktemp("speech")
+
+    def _speak(text: str, voice: str = "en-us") -> np.ndarray:
+        path = folder / f"{hashlib.sha1(f'{voice}|{text}'.encode()).hexdigest()}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+        audio = np.concatenate([b.samples[:, 0] for b in open_file(path).blocks()])
+        loud = np.nonzero(np.abs(audio) > 1e-3)[0]
+        return audio[loud[0] : loud[-1] + 1]
+
+    return _speak
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    """Rows of a tab-separated file with a header line."""
+    header, *rows = path.read_text().splitlines()
+    keys = header.split("\t")
+    return [dict(zip(keys, row.split("\t"))) for row in rows]
+
+
+@pytest.fixture(scope="session")
+def dialogue_truth() -> list[tuple[str, float, float]]:
+    """(speaker, start s, end s) per turn of examples/dialogue.wav."""
+    return [(r["speaker"], float(r["start"]), float(r["end"])) for r in read_tsv(EXAMPLES / "dialogue.tsv")]
+
+
+@pytest.fixture(scope="session")
+def audio_server() -> dict[str, str]:
+    """A PulseAudio server with the `emostream_sink` null sink whose monitor is the default
+    source (tests/audio_server.sh); skips the test when no server can be started or reached.
+
+    Returns {"sink": ..., "source": ...}. Play into the sink with
+    `paplay --device=emostream_sink FILE`; record from the default input device.
+    """
+    try:
+        done = subprocess.run(
+            ["bash", str(ROOT / "tests" / "audio_server.sh")], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no PulseAudio server: {exc}")
+    if done.returncode != 0:
+        pytest.skip(f"no PulseAudio server: {done.stderr.strip() or done.stdout.strip()}")
+    if shutil.which("paplay") is None:
+        pytest.skip("paplay not installed (apt install pulseaudio-utils)")
+    return dict(item.split("=", 1) for item in done.stdout.split())
+
+
+@pytest.fixture
+def noise() -> Callable[[float, float], np.ndarray]:
+    """noise(seconds, dbfs) -> float32 [n] white Gaussian noise at 16 kHz, fixed seed."""
+
+    def _noise(seconds: float, dbfs: float) -> np.ndarray:
+        rng = np.random.default_rng(1234)
+        return (rng.standard_normal(round(seconds * SAMPLE_RATE)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+    return _noise
