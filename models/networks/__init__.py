@@ -1,0 +1,31 @@
+"""Audio+text fusion networks over a window of dialogue utterances.
+
+``build_network(config)`` assembles the one shared path (input encoding -> mixer -> pooling ->
+classifier, see :mod:`.common`) with the mixer that ``config.network`` names.
+"""
+
+from __future__ import annotations
+
+from models.networks.common import (
+    FusionBatch,
+    FusionNetwork,
+    FusionOutput,
+    Pooling,
+    count_parameters,
+)
+from models.networks.config import FusionConfig, NetworkKind
+from models.networks.mcaf import MCAFMixer
+from models.networks.mha import AttentionMixer
+
+__all__ = [
+    "FusionBatch", "FusionConfig", "FusionNetwork", "FusionOutput", "NetworkKind",
+    "build_network", "count_parameters",
+]
+
+
+def build_network(config: FusionConfig) -> FusionNetwork:
+    """The network ``config`` describes, freshly initialised (seed torch first to reproduce)."""
+    if config.network is NetworkKind.MCAF:
+        return FusionNetwork(config, MCAFMixer(config), Pooling.CONCAT)
+    cross = config.network is NetworkKind.CROSS_MHA
+    return FusionNetwork(config, AttentionMixer(config, cross), Pooling.STATS)
