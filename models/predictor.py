@@ -1,0 +1,104 @@
+"""Inference: a trained checkpoint as a network, and the small interface the runtime calls.
+
+``EmotionPredictor.predict(context)`` takes the rolling dialogue context (oldest first, the
+utterance to score last) and returns a probability per label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .networks import FusionConfig, FusionNetwork, build_network
+from .windows import MISSING, Window, collate
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else as given ("cpu", "cuda:1")."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_network(checkpoint: Checkpoint, device: torch.device) -> FusionNetwork:
+    """The checkpoint's network with its weights, in eval mode on ``device``."""
+    network = build_network(FusionConfig.from_dict(checkpoint.network))
+    network.load_state_dict(checkpoint.state_dict)
+    return network.to(device).eval()
+
+
+@torch.no_grad()
+def predict_windows(network: FusionNetwork, windows: Sequence[Window], text_table: torch.Tensor,
+                    audio_table: torch.Tensor, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for windows: float32 [N, C]. Tables as in :func:`collate`."""
+    network.eval()
+    out = []
+    for i in range(0, len(windows), batch_size):
+        batch, _, _ = collate(windows[i : i + batch_size], text_table, audio_table)
+        out.append(network(batch.to(device)).logits.softmax(-1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, network.config.n_classes), np.float32)
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One utterance of the rolling context.
+
+    audio: float32 [audio_dim] acoustic vector from the checkpoint's audio frontend (not yet
+    standardised), or None; text: float32 [text_dim] sentence embedding, or None; speaker: any
+    hashable speaker tag ("A"/"B").
+    """
+
+    audio: np.ndarray | None
+    text: np.ndarray | None
+    speaker: str
+
+
+class EmotionPredictor:
+    """A loaded checkpoint that scores the last utterance of a dialogue context."""
+
+    def __init__(self, checkpoint: Path | None = None, device: str = "auto") -> None:
+        self.checkpoint, self.sha256 = load_checkpoint(checkpoint)
+        self.device = pick_device(device)
+        self.network = load_network(self.checkpoint, self.device)
+        self.labels = self.checkpoint.label_set.labels
+        self.max_context = self.network.config.max_context
+
+    @property
+    def frontends(self) -> dict[str, dict[str, str]]:
+        """Identities of the feature extractors the checkpoint was trained with."""
+        return self.checkpoint.frontends
+
+    def identity(self) -> dict[str, str]:
+        """What goes into every event so it can be reproduced."""
+        return {
+            "name": self.checkpoint.name,
+            "network": self.network.config.network.value,
+            "sha256": self.sha256,
+            "labels": ",".join(self.labels),
+        }
+
+    def predict(self, context: Sequence[ContextItem]) -> dict[str, float]:
+        """Probabilities for the last item of ``context`` (older items beyond max_context ignored)."""
+        items = list(context)[-self.max_context :]
+        texts = [i.text for i in items if i.text is not None]
+        audios = [i.audio for i in items if i.audio is not None]
+        text_rows, audio_rows, t, a = [], [], 0, 0
+        for item in items:
+            text_rows.append(t if item.text is not None else MISSING)
+            audio_rows.append(a if item.audio is not None else MISSING)
+            t += item.text is not None
+            a += item.audio is not None
+        cfg = self.network.config
+        text_table = torch.from_numpy(np.stack(texts)).float() if texts else torch.zeros(0, cfg.text_dim)
+        audio_table = (
+            (torch.from_numpy(np.stack(audios)).float() - self.checkpoint.audio_mean) / self.checkpoint.audio_std
+            if audios else torch.zeros(0, cfg.audio_dim)
+        )
+        window = Window(tuple(text_rows), tuple(audio_rows), tuple(i.speaker for i in items), 0, (1.0,))
+        probs = predict_windows(self.network, [window], text_table, audio_table, self.device)[0]
+        return {label: float(p) for label, p in zip(self.labels, probs)}

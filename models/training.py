@@ -1,0 +1,318 @@
+"""Training the fusion network from a TOML config (``emostream train --config FILE``).
+
+The shared data has no utterance with both audio and a dialogue transcript, so training mixes
+three kinds of windows (see the model card):
+
+* text windows: a dialogue turn and its context, text only (IEMOCAP, MELD, DailyDialog, ...);
+* audio windows: one acted clip, audio only (TurEV-DB, EmoDB, ...);
+* pseudo-pairs (``pseudo_pairs = true``): a text window whose target utterance is given the audio
+  of a random training clip with the same label, redrawn every epoch.
+
+Modality dropout hides the target's audio or text of a pseudo-pair with probability
+``modality_dropout`` each (never both). Alignment and matching losses use the windows whose target
+has both modalities.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamer.errors import UserError
+
+from .checkpoint import Checkpoint
+from .data import load_dataset
+from .data.sample import Sample, parse_split
+from .labels import LABEL_SETS, LabelSet
+from .losses import (
+    LossWeights, hard_negative_matching_loss, label_alignment_loss, probability_mse,
+    soft_cross_entropy, total_loss,
+)
+from .metrics import Scores, score
+from .networks import FusionConfig, build_network, count_parameters
+from .predictor import pick_device, predict_windows
+from .windows import MISSING, Window, build_windows, collate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One corpus in a training config.
+
+    modality: "text", "audio" or "both" (which feature tables to build).
+    train/valid: corpus splits to use (text corpora); valid_speakers: speakers held out for
+    validation (audio corpora without splits). Paths are relative to the working directory.
+    """
+
+    name: str
+    path: Path
+    modality: str = "text"
+    train: tuple[str, ...] = ("train",)
+    valid: tuple[str, ...] = ("valid",)
+    valid_speakers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (the file format is models/configs/*.toml)."""
+
+    name: str
+    datasets: tuple[DatasetSpec, ...]
+    network: dict = field(default_factory=dict)
+    label_set: str = "core4"
+    seed: int = 13
+    device: str = "auto"
+    loss: str = "soft-ce"  # or "mse" (MCAF's regression on the vote distribution)
+    alignment: float = 0.0  # λ1
+    matching: float = 0.0  # λ2
+    temperature: float = 0.1
+    modality_dropout: float = 0.2
+    pseudo_pairs: bool = False
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 6  # epochs without validation improvement before stopping
+
+    @classmethod
+    def from_toml(cls, path: Path, overrides: Sequence[str] = ()) -> "TrainConfig":
+        """Read a config file; ``overrides`` are ``key.sub=<TOML value>`` strings (``--set``)."""
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"training config not found: {path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"{path}: invalid TOML ({err})") from None
+        for item in overrides:
+            apply_override(raw, item)
+        specs = []
+        for d in raw.pop("datasets", []):
+            d = dict(d)
+            for key in ("train", "valid", "valid_speakers"):
+                if key in d:
+                    d[key] = tuple(str(v) for v in d[key])
+            specs.append(DatasetSpec(**{**d, "path": Path(d["path"])}))
+        if not specs:
+            raise UserError(f"{path}: no [[datasets]] to train on")
+        flat = {**raw.pop("objectives", {}), **raw.pop("optim", {})}
+        try:
+            return cls(datasets=tuple(specs), **raw, **flat)
+        except TypeError as err:
+            raise UserError(f"{path}: {err}") from None
+
+    @property
+    def labels(self) -> LabelSet:
+        try:
+            return LABEL_SETS[self.label_set]
+        except KeyError:
+            raise UserError(f"unknown label set {self.label_set!r}; one of {sorted(LABEL_SETS)}") from None
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set ``raw[a][b] = value`` for ``item = "a.b=value"``; value is TOML (bare words as strings)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {item!r}: expected key=value, e.g. network.max_context=1")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = parsed
+
+
+@dataclass
+class Corpus:
+    """Feature tables and the windows over them, for one run."""
+
+    text_table: torch.Tensor  # [Nt, 384]
+    audio_table: torch.Tensor  # [Na, Da] standardised
+    audio_mean: torch.Tensor  # [Da]
+    audio_std: torch.Tensor  # [Da]
+    train: list[Window]
+    valid: dict[str, list[Window]]  # dataset name -> validation windows
+    audio_train: list[Window]  # single-clip audio windows usable for pseudo-pairs
+    counts: dict[str, dict[str, int]]
+
+
+def _in_split(sample: Sample, names: Sequence[str]) -> bool:
+    return sample.split is not None and sample.split in {parse_split(n, "training config") for n in names}
+
+
+def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corpus:
+    """Load every dataset, compute (cached) features and cut train/valid windows."""
+    from .features import audio_matrix, text_matrix
+
+    labels = config.labels
+    text_parts, audio_parts = [], []
+    n_text = n_audio = 0
+    train: list[Window] = []
+    audio_train: list[Window] = []
+    valid: dict[str, list[Window]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for spec in config.datasets:
+        loaded = load_dataset(spec.name, spec.path, keep_unlabelled=True)
+        samples = loaded.samples
+        text_rows = audio_rows = None
+        if spec.modality in ("text", "both"):
+            text_parts.append(text_matrix(samples, frontends["text"]))
+            text_rows = list(range(n_text, n_text + len(samples)))
+            n_text += len(samples)
+        if spec.modality in ("audio", "both"):
+            audio_parts.append(audio_matrix(samples, frontends["audio"]))
+            audio_rows = list(range(n_audio, n_audio + len(samples)))
+            n_audio += len(samples)
+        position = {id(s): i for i, s in enumerate(samples)}
+
+        def windows_of(subset: list[Sample]) -> tuple[list[Window], int]:
+            pick = [position[id(s)] for s in subset]
+            return build_windows(
+                subset, labels, max_context,
+                [text_rows[i] for i in pick] if text_rows else None,
+                [audio_rows[i] for i in pick] if audio_rows else None,
+            )
+
+        if spec.valid_speakers:
+            held = set(spec.valid_speakers)
+            tr, ex_tr = windows_of([s for s in samples if s.speaker not in held])
+            va, ex_va = windows_of([s for s in samples if s.speaker in held])
+        else:
+            tr, ex_tr = windows_of([s for s in samples if _in_split(s, spec.train)])
+            va, ex_va = windows_of([s for s in samples if _in_split(s, spec.valid)])
+        train += tr
+        valid[spec.name] = va
+        if spec.modality == "audio":
+            audio_train += tr
+        counts[spec.name] = {
+            "train": len(tr), "valid": len(va), "excluded_by_label_set": ex_tr + ex_va,
+        }
+        log.info("%s: %d train / %d valid windows", spec.name, len(tr), len(va))
+    text_table = torch.from_numpy(np.concatenate(text_parts)) if text_parts else torch.zeros(0, 384)
+    audio = np.concatenate(audio_parts) if audio_parts else np.zeros((0, 768), np.float32)
+    train_audio_rows = sorted({w.audio_rows[-1] for w in audio_train})
+    mean = audio[train_audio_rows].mean(0) if train_audio_rows else np.zeros(audio.shape[1], np.float32)
+    std = audio[train_audio_rows].std(0) + 1e-5 if train_audio_rows else np.ones(audio.shape[1], np.float32)
+    return Corpus(
+        text_table=text_table,
+        audio_table=torch.from_numpy((audio - mean) / std).float(),
+        audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
+        train=train, valid=valid, audio_train=audio_train, counts=counts,
+    )
+
+
+def pseudo_pairs(text_windows: Sequence[Window], audio_windows: Sequence[Window], rng: random.Random) -> list[Window]:
+    """One pseudo-pair per audio clip: a random text window of the same label given that clip's
+    audio at its target."""
+    by_label: dict[int, list[Window]] = {}
+    for w in text_windows:
+        by_label.setdefault(w.label, []).append(w)
+    return [
+        rng.choice(by_label[a.label]).with_target_audio(a.audio_rows[-1])
+        for a in audio_windows if a.label in by_label
+    ]
+
+
+def drop_modalities(batch, p: float, generator: torch.Generator) -> None:
+    """Where the target has both modalities, hide its audio (prob p) or else its text (prob p)."""
+    both = batch.audio_present[:, -1] & batch.text_present[:, -1]  # [B]
+    u = torch.rand(both.shape, generator=generator)
+    batch.audio_present[:, -1] &= ~(both & (u < p))
+    batch.text_present[:, -1] &= ~(both & (u >= p) & (u < 2 * p))
+
+
+def validate(network, corpus: Corpus, device, labels: LabelSet) -> dict[str, Scores]:
+    return {
+        name: score(np.array([w.label for w in ws]), predict_windows(network, ws, corpus.text_table, corpus.audio_table, device).argmax(1), labels.labels)
+        for name, ws in corpus.valid.items() if ws
+    }
+
+
+def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
+    """Train, keep the epoch with the best mean validation macro-F1, save it to ``out``."""
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = pick_device(config.device)
+    labels = config.labels
+    net_config = FusionConfig.from_dict({**config.network, "n_classes": len(labels.labels)})
+    corpus = build_corpus(config, net_config.max_context, frontends)
+    if corpus.audio_table.shape[1] != net_config.audio_dim and len(corpus.audio_table):
+        raise UserError(f"audio features have {corpus.audio_table.shape[1]} dims, network expects {net_config.audio_dim}")
+    network = build_network(net_config).to(device)
+    log.info("%s: %d parameters on %s", net_config.network.value, count_parameters(network), device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    classify = probability_mse if config.loss == "mse" else soft_cross_entropy
+    weights = LossWeights(config.alignment, config.matching)
+    text_windows = [w for w in corpus.train if w.text_rows[-1] != MISSING]
+
+    best, best_state, history, stale = -1.0, None, [], 0
+    for epoch in range(config.epochs):
+        network.train()
+        windows = list(corpus.train)
+        if config.pseudo_pairs:
+            windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
+        rng.shuffle(windows)
+        total = 0.0
+        for i in tqdm(range(0, len(windows), config.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch"):
+            batch, y, target = collate(windows[i : i + config.batch_size], corpus.text_table, corpus.audio_table)
+            drop_modalities(batch, config.modality_dropout, generator)
+            batch, y, target = batch.to(device), y.to(device), target.to(device)
+            output = network(batch)
+            loss = classify(output.logits, target)
+            paired = batch.audio_present[:, -1] & batch.text_present[:, -1]
+            if (weights.alignment or weights.matching) and paired.sum() > 1:
+                a, t, yp = output.audio_emb[paired], output.text_emb[paired], y[paired]
+                alignment = label_alignment_loss(a, t, yp, config.temperature)
+                matching, _ = hard_negative_matching_loss(network, a, t, yp)
+                loss = total_loss(loss, alignment, matching, weights)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item() * len(y)
+        scores = validate(network, corpus, device, labels)
+        mean_f1 = float(np.mean([s.uwf1 for s in scores.values()])) if scores else 0.0
+        history.append({"epoch": epoch + 1, "train_loss": total / len(windows),
+                        **{f"{k}_uwf1": round(s.uwf1, 4) for k, s in scores.items()}})
+        log.info("epoch %d loss %.4f valid %s", epoch + 1, total / len(windows),
+                 " ".join(f"{k}={100 * s.uwf1:.1f}" for k, s in scores.items()))
+        if mean_f1 > best:
+            best, stale = mean_f1, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    checkpoint = Checkpoint(
+        network=net_config.to_dict(),
+        label_set=labels,
+        frontends={k: v.identity() for k, v in frontends.items()},
+        state_dict=best_state or network.state_dict(),
+        audio_mean=corpus.audio_mean, audio_std=corpus.audio_std,
+        training={
+            "name": config.name, "seed": config.seed,
+            "datasets": [{"name": d.name, "modality": d.modality, "train": list(d.train),
+                          "valid": list(d.valid), "valid_speakers": list(d.valid_speakers)} for d in config.datasets],
+            "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
+            "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
+            "modality_dropout": config.modality_dropout},
+            "best_valid_uwf1": round(best, 4), "history": history,
+            "parameters": count_parameters(network),
+        },
+    )
+    checkpoint.save(out)
+    return checkpoint

@@ -1,0 +1,124 @@
+"""The streaming pipeline as one stage: AudioBlocks in, EmotionEvents out, no I/O.
+
+    block -> Framer/Segmenter per channel -> Utterance -> Transcriber (one Whisper encoder pass:
+    text + acoustic vector + encoder states) -> speaker attribution -> text embedding ->
+    DialogueContext -> EmotionPredictor -> EmotionEvent
+
+The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
+fast as possible, or a test), ``flush`` at the end of the stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+
+from models.predictor import ContextItem, EmotionPredictor
+
+from .context import ContextConfig, DialogueContext
+from .framing import Framer
+from .records import AudioBlock, EmotionEvent, Speaker, Transcript, Utterance
+from .segmenter import Segmenter, SegmenterConfig
+from .transcriber import Transcriber
+
+log = logging.getLogger(__name__)
+
+
+class Attributor(Protocol):
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker: ...
+
+
+class Pipeline:
+    """Segment, transcribe, attribute, contextualise and score a stream of audio blocks.
+
+    channels: 1 or 2 (each channel has its own VAD). text_encoder: ``embed(list[str]) -> [N, 384]``
+    or None to give the model no text. use_audio: give the model the acoustic vector.
+    feature_encoder: a separate Whisper encoder for the acoustic vector when the checkpoint's
+    audio frontend differs from the ASR model (None: reuse the ASR encoder pass).
+    wall_clock: seconds, monotonic; used only for latency.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        segmenter: SegmenterConfig,
+        transcriber: Transcriber,
+        attributor: Attributor,
+        predictor: EmotionPredictor,
+        text_encoder=None,
+        use_audio: bool = True,
+        context: ContextConfig = ContextConfig(),
+        feature_encoder=None,
+        wall_clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        ids = itertools.count()
+        self.framers = [Framer(c, segmenter.frame_ms) for c in range(channels)]
+        self.segmenters = [Segmenter(segmenter, c, ids) for c in range(channels)]
+        self.transcriber = transcriber
+        self.attributor = attributor
+        self.predictor = predictor
+        self.text_encoder = text_encoder
+        self.use_audio = use_audio
+        self.feature_encoder = feature_encoder
+        self.context = DialogueContext(context)
+        self.wall_clock = wall_clock
+        self.processed_until = 0.0  # stream seconds fed so far
+        self.model_identity = predictor.identity()
+        self.asr_identity = transcriber.identity()
+
+    def feed(self, block: AudioBlock) -> list[EmotionEvent]:
+        """Process one block; return the events of the utterances it completed."""
+        utterances = [
+            u
+            for framer, segmenter in zip(self.framers, self.segmenters)
+            for frame in framer.feed(block)
+            for u in segmenter.feed(frame)
+        ]
+        self.processed_until = block.start + block.duration
+        return self._score(utterances)
+
+    def flush(self) -> list[EmotionEvent]:
+        """End of stream: close open utterances and score them."""
+        return self._score([u for s in self.segmenters for u in s.flush()])
+
+    def _score(self, utterances: list[Utterance]) -> list[EmotionEvent]:
+        decided = self.wall_clock()
+        events = []
+        for utterance in sorted(utterances, key=lambda u: (u.decided_at, u.channel)):
+            event = self._event(utterance, decided)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _event(self, utterance: Utterance, decided: float) -> EmotionEvent | None:
+        transcript = self.transcriber.transcribe(utterance.audio)
+        if not transcript.text and transcript.no_speech_prob > self.transcriber.config.no_speech_threshold:
+            log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
+                      utterance.id, utterance.start, transcript.no_speech_prob)
+            return None
+        speaker = self.attributor.assign(utterance, transcript.encoder_states)
+        item = ContextItem(
+            audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
+            text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
+            speaker=speaker.value,
+        )
+        window = self.context.push(item, utterance.start, utterance.end)
+        emotions = self.predictor.predict(window)
+        return EmotionEvent(
+            id=utterance.id, speaker=speaker, channel=utterance.channel,
+            start=utterance.start, end=utterance.end, text=transcript.text,
+            emotions=emotions, latency_ms=1000.0 * (self.wall_clock() - decided),
+            model=self.model_identity, asr=self.asr_identity,
+            context_size=min(len(window), self.predictor.max_context),
+        )
+
+    def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:
+        if self.feature_encoder is None:
+            return transcript.audio_features
+        from models.frontends.whisper import pool_mean_std
+
+        return pool_mean_std(self.feature_encoder.encode(utterance.audio).states)

@@ -1,0 +1,127 @@
+"""A session: build the pipeline from settings, drive it over a block source, fan out to sinks.
+
+This is the only place where the stages meet I/O: the source yields blocks (paced by a clock or
+by a microphone), the pipeline turns them into events, the sinks write them. Ctrl-C ends the
+loop; what was emitted stays emitted and the summary is still written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from models.predictor import EmotionPredictor
+
+from .config import Settings
+from .errors import UserError
+from .pipeline import Pipeline
+from .records import AudioBlock, EmotionEvent
+from .sinks.base import RunState, RuntimeStatus, Sinks
+from .sinks.summary import summarize
+from .speakers import make_attributor
+from .transcriber import Transcriber
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 0.5  # wall-clock seconds between status reports to the sinks
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.get("sha256") == b.get("sha256")
+
+
+def build_pipeline(settings: Settings, channels: int) -> Pipeline:
+    """Load the models the settings name and assemble the pipeline for ``channels`` (1 or 2)."""
+    from models.frontends.whisper import WhisperEncoder
+
+    asr = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type)
+    predictor = EmotionPredictor(settings.model.checkpoint, settings.model.device)
+    wanted = settings.model.modalities
+    if wanted not in ("both", "audio", "text"):
+        raise UserError(f"model.modalities must be both, audio or text, not {wanted!r}")
+    use_audio = wanted in ("both", "audio") and "audio" in predictor.frontends
+    feature_encoder = None
+    if use_audio and not _same(predictor.frontends["audio"], asr.identity()):
+        # The ASR model is not the one the checkpoint's acoustic features came from: run the
+        # checkpoint's own (embedded) encoder for the features.
+        feature_encoder = WhisperEncoder(None, settings.asr.device, settings.asr.compute_type)
+        if not _same(predictor.frontends["audio"], feature_encoder.identity()):
+            raise UserError(
+                f"the checkpoint's audio features came from {predictor.frontends['audio'].get('name')}, "
+                "which is not available here; use --modalities text or a matching checkpoint"
+            )
+    text_encoder = None
+    if wanted in ("both", "text") and "text" in predictor.frontends:
+        from models.frontends.text import TextEncoder
+
+        text_encoder = TextEncoder()
+        if not _same(predictor.frontends["text"], text_encoder.identity()):
+            raise UserError("the checkpoint's text features came from another text encoder than the bundled MiniLM")
+    return Pipeline(
+        channels=channels,
+        segmenter=settings.vad,
+        transcriber=Transcriber(asr, settings.asr.decoding),
+        attributor=make_attributor(settings.speakers.mode, channels, settings.speakers.swap_channels),
+        predictor=predictor,
+        text_encoder=text_encoder,
+        use_audio=use_audio,
+        context=settings.context,
+        feature_encoder=feature_encoder,
+    )
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    events: list[EmotionEvent]
+    interrupted: bool  # ended by Ctrl-C
+
+
+def run_session(
+    blocks: Iterable[AudioBlock],
+    pipeline: Pipeline,
+    sinks: Sinks,
+    settings: Settings,
+    state: RunState,
+    speed: float | None = 1.0,
+    input_health: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+) -> SessionResult:
+    """Feed every block through the pipeline and every event to the sinks.
+
+    speed: the pace the source delivers stream time at (1.0 live, None as fast as possible), to
+    compute the processing lag. input_health: () -> (queue depth, dropped blocks, overflows).
+    """
+    events: list[EmotionEvent] = []
+    interrupted = False
+    started = time.perf_counter()
+    last_status = float("-inf")
+    max_seconds = settings.input.max_seconds
+
+    def report(run_state: RunState) -> None:
+        behind = 0.0 if speed is None else (time.perf_counter() - started) * speed - pipeline.processed_until
+        depth, dropped, overflows = input_health()
+        sinks.status(RuntimeStatus(pipeline.processed_until, max(0.0, behind), depth, dropped, overflows, run_state))
+
+    def emit(new: list[EmotionEvent]) -> None:
+        for event in new:
+            sinks.emit(event)
+            events.append(event)
+
+    sinks.header(settings.to_dict())
+    try:
+        for block in blocks:
+            if max_seconds is not None and block.start >= max_seconds:
+                break
+            emit(pipeline.feed(block))
+            if time.perf_counter() - last_status >= STATUS_EVERY_S:
+                report(state)
+                last_status = time.perf_counter()
+        emit(pipeline.flush())
+    except KeyboardInterrupt:
+        interrupted = True
+        log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", pipeline.processed_until)
+    finally:
+        report(RunState.FINISHED)
+        sinks.close(summarize(events, pipeline.processed_until))
+    return SessionResult(events, interrupted)

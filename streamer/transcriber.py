@@ -1,0 +1,79 @@
+"""Transcription from the shared Whisper encoder pass, with a guard against invented text.
+
+The utterance is encoded once (:class:`models.frontends.whisper.WhisperEncoder`); the decoder
+reads that encoder output, and the same states are pooled into the acoustic feature vector and
+kept for speaker attribution.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.frontends.whisper import WhisperEncoder, pool_mean_std
+
+from .records import Transcript
+
+
+@dataclass(frozen=True)
+class TranscriberConfig:
+    """Decoding options (Whisper's own defaults for the hallucination guard).
+
+    no_speech_threshold: drop the text when P(no speech) exceeds this *and* the mean token
+    log-probability is below ``logprob_threshold``; compression_ratio_threshold: drop text that
+    zlib compresses better than this (repetition loops).
+    """
+
+    beam_size: int = 1
+    max_tokens: int = 224
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+
+
+def compression_ratio(text: str) -> float:
+    """len(text) / len(zlib(text)): above ~2.4 Whisper's output is usually a repetition loop."""
+    data = text.encode()
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+class Transcriber:
+    """utterance audio -> :class:`Transcript` (text, confidences, pooled encoder features)."""
+
+    def __init__(self, encoder: WhisperEncoder, config: TranscriberConfig = TranscriberConfig()) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.encoder = encoder
+        self.config = config
+        model = encoder.whisper.model
+        self.tokenizer = Tokenizer(
+            encoder.whisper.hf_tokenizer, model.is_multilingual, task="transcribe",
+            language="en" if model.is_multilingual else None,
+        )
+        self.prompt = list(self.tokenizer.sot_sequence) + [self.tokenizer.no_timestamps]
+
+    def identity(self) -> dict[str, str]:
+        """The ASR model, device and compute type (into every event)."""
+        return {"model": self.encoder.name, "device": self.encoder.device, "compute_type": self.encoder.compute_type}
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s)."""
+        encoded = self.encoder.encode(audio)
+        result = self.encoder.whisper.model.generate(
+            encoded.output, [self.prompt], beam_size=self.config.beam_size,
+            max_length=self.config.max_tokens, return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=[-1],
+        )[0]
+        text = self.tokenizer.decode(result.sequences_ids[0]).strip()
+        avg_logprob = float(result.scores[0]) if result.scores else 0.0
+        silent = result.no_speech_prob > self.config.no_speech_threshold and avg_logprob < self.config.logprob_threshold
+        looping = compression_ratio(text) > self.config.compression_ratio_threshold
+        return Transcript(
+            text="" if silent or looping else text,
+            no_speech_prob=float(result.no_speech_prob),
+            avg_logprob=avg_logprob,
+            audio_features=pool_mean_std(encoded.states),
+            encoder_states=encoded.states,
+        )
