@@ -1,0 +1,205 @@
+"""Windows, a few real training steps, checkpoint round trip, predictor and metrics on tiny data.
+
+The feature frontends are replaced by small deterministic tables (the frontends themselves are
+exercised in the streaming tests); everything else is the real code path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.data.sample import Sample, Split
+from models.labels import LABEL_SETS, Emotion
+from models.metrics import score
+from models.predictor import ContextItem, EmotionPredictor, load_network
+from models.training import TrainConfig, apply_override, pseudo_pairs
+from models.windows import MISSING, build_windows, collate
+from streamer.errors import UserError
+
+CORE4 = LABEL_SETS["core4"]
+
+
+def _sample(i: int, label: Emotion | None, dialogue: str = "d0", speaker: str = "M") -> Sample:
+    return Sample(id=f"u{i}", dataset="t", raw_label=None, label=label, speaker=speaker,
+                  dialogue=dialogue, turn=i, text=f"utterance {i}", split=Split.TRAIN)
+
+
+def test_windows_left_context_and_exclusion():
+    labels = [Emotion.HAPPY, Emotion.FRUSTRATED, Emotion.SAD, Emotion.EXCITED]
+    samples = [_sample(i, label, speaker="MF"[i % 2]) for i, label in enumerate(labels)]
+    windows, excluded = build_windows(samples, CORE4, 3, list(range(4)), None)
+    assert excluded == 1  # frustrated is not in core4 ...
+    assert [w.text_rows for w in windows] == [(0,), (0, 1, 2), (1, 2, 3)]  # ... but stays as context
+    assert [CORE4.labels[w.label] for w in windows] == ["happy", "sad", "happy"]  # excited -> happy
+    assert windows[0].audio_rows == (MISSING,)
+
+
+def test_votes_become_soft_targets_on_the_label_set():
+    s = Sample(id="v", dataset="t", raw_label="neu", label=Emotion.NEUTRAL, speaker="M",
+               votes={"neutral": 0.5, "frustrated": 0.25, "excited": 0.25})
+    (window,), _ = build_windows([s], CORE4, 4, [0], None)
+    assert window.target == pytest.approx((2 / 3, 1 / 3, 0.0, 0.0))
+
+
+def test_collate_left_pads_and_marks_speakers():
+    samples = [_sample(i, Emotion.NEUTRAL, speaker="MF"[i % 2]) for i in range(3)]
+    windows, _ = build_windows(samples, CORE4, 4, [0, 1, 2], None)
+    text = torch.arange(3 * 2, dtype=torch.float32).reshape(3, 2)
+    batch, labels, targets = collate(windows, text, torch.zeros(0, 5))
+    assert batch.valid.tolist() == [[False, False, True], [False, True, True], [True, True, True]]
+    assert batch.speaker[2].tolist() == [0, 1, 0]  # relative to the target (M)
+    assert batch.text[2].tolist() == text.tolist()
+    assert not batch.audio_present.any() and batch.audio.shape == (3, 3, 5)
+    assert targets.sum(1).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_pseudo_pairs_keep_the_label():
+    import random
+
+    text = [_sample(i, e) for i, e in enumerate([Emotion.HAPPY, Emotion.SAD, Emotion.SAD])]
+    tw, _ = build_windows(text, CORE4, 4, [0, 1, 2], None)
+    audio = [Sample(id=f"a{i}", dataset="a", raw_label=None, label=e, speaker="x")
+             for i, e in enumerate([Emotion.SAD, Emotion.ANGRY])]
+    aw, _ = build_windows(audio, CORE4, 4, None, [7, 8])
+    pairs = pseudo_pairs(tw, aw, random.Random(0))
+    assert len(pairs) == 1  # no angry text to pair with
+    assert pairs[0].label == CORE4.index("sad") and pairs[0].audio_rows[-1] == 7
+    assert pairs[0].text_rows[-1] in (1, 2)
+
+
+def test_override_parses_toml_values():
+    raw: dict = {"network": {"max_context": 16}}
+    apply_override(raw, "network.max_context=1")
+    apply_override(raw, "network.network=self-mha")
+    assert raw["network"] == {"max_context": 1, "network": "self-mha"}
+    with pytest.raises(UserError):
+        apply_override(raw, "no-equals-sign")
+
+
+def test_shipped_configs_parse():
+    root = Path(__file__).resolve().parent.parent / "models" / "configs"
+    for path in root.glob("*.toml"):
+        config = TrainConfig.from_toml(path)
+        assert config.labels.labels and config.datasets
+
+
+class _Frontend:
+    """A deterministic stand-in frontend: label-dependent vectors plus noise."""
+
+    def __init__(self, dim: int, name: str) -> None:
+        self.dim, self.name = dim, name
+
+    def identity(self) -> dict[str, str]:
+        return {"name": self.name, "sha256": "0" * 64}
+
+
+def _jsonl_corpus(tmp_path: Path) -> Path:
+    rows = []
+    rng = np.random.default_rng(0)
+    words = {"neu": "okay fine", "hap": "great wonderful", "sad": "sorry miss", "ang": "hate stupid"}
+    for d in range(24):
+        for t in range(6):
+            label = rng.choice(list(words))
+            rows.append({"dialog": f"Ses0{1 + d % 4}F_d{d}", "turn": t, "speaker": "MF"[t % 2],
+                         "text": f"{words[label]} {t}", "label": label,
+                         "split": "valid" if d % 6 == 0 else "train"})
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+class _TextFrontend(_Frontend):
+    """Texts containing a label's cue words map near that label's direction."""
+
+    CUES = {"okay": 0, "great": 1, "sorry": 2, "hate": 3}
+
+    def embed(self, texts):
+        out = np.random.default_rng(1).normal(0, 0.3, (len(texts), self.dim)).astype(np.float32)
+        for i, t in enumerate(texts):
+            out[i, self.CUES[t.split()[0]]] += 2.0
+        return out
+
+
+def test_training_learns_and_checkpoint_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    data = _jsonl_corpus(tmp_path)
+    config_path = tmp_path / "c.toml"
+    config_path.write_text(f"""
+name = "tiny"
+seed = 3
+label_set = "iemocap4"
+device = "cpu"
+[network]
+d_model = 16
+n_heads = 2
+n_layers = 1
+max_context = 4
+text_dim = 8
+[optim]
+epochs = 12
+batch_size = 16
+lr = 0.01
+patience = 12
+[[datasets]]
+name = "iemocap-text"
+path = "{data}"
+modality = "text"
+""")
+    from models.training import train
+
+    config = TrainConfig.from_toml(config_path)
+    checkpoint = train(config, {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m.pt")
+    history = checkpoint.training["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert checkpoint.training["best_valid_uwf1"] > 0.9  # the cue words make it separable
+
+    loaded, digest = load_checkpoint(tmp_path / "m.pt")
+    assert (tmp_path / "m.pt.sha256").read_text().split()[0] == digest
+    assert loaded.label_set.labels == ("neutral", "happy", "sad", "angry")
+    assert loaded.network == checkpoint.network
+    for key, value in checkpoint.state_dict.items():
+        assert torch.equal(loaded.state_dict[key], value)
+
+    # the predictor scores a context the same way evaluation would
+    predictor = EmotionPredictor(tmp_path / "m.pt", device="cpu")
+    frontend = _TextFrontend(8, "fake-text")
+    vectors = frontend.embed(["okay a", "hate b", "hate c"])
+    probs = predictor.predict([ContextItem(None, v, s) for v, s in zip(vectors, "ABA")])
+    assert set(probs) == {"neutral", "happy", "sad", "angry"}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert max(probs, key=probs.get) == "angry"
+
+    # a second run with the same seed gives the same weights
+    again = train(config, {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m2.pt")
+    assert all(torch.equal(again.state_dict[k], v) for k, v in checkpoint.state_dict.items())
+
+
+def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"format": "something-else"}, path)
+    with pytest.raises(UserError, match="not an emostream checkpoint"):
+        load_checkpoint(path)
+    path.with_suffix(".pt.sha256").write_text("0" * 64 + "  x.pt\n")
+    with pytest.raises(UserError, match="SHA-256"):
+        load_checkpoint(path)
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_scores_on_known_predictions():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    p = np.array([0, 0, 1, 1, 1, 0])
+    s = score(y, p, ("a", "b", "c"), n_excluded=2)
+    assert s.wa == pytest.approx(4 / 6)
+    assert s.ua == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert s.confusion == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    f1_a, f1_b = 2 * (2 / 3 * 2 / 3) / (4 / 3), 2 * (2 / 3 * 1) / (5 / 3)
+    assert s.uwf1 == pytest.approx((f1_a + f1_b + 0) / 3)
+    assert s.wf1 == pytest.approx((3 * f1_a + 2 * f1_b) / 6)
+    assert s.n == 6 and s.n_excluded == 2
