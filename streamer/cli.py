@@ -226,6 +226,12 @@ def run_crossval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: the fusion network and MiniLM work on tiny tensors, where "
+             "OpenMP synchronisation costs more than it gains, up to 100x on a busy 2-core machine; "
+             "Whisper has its own CTranslate2 threads)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_stream_commands(sub)
     _add_model_commands(sub)
@@ -239,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         return args.run(args)
     except UserError as err:

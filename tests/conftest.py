@@ -15,6 +15,12 @@ import pytest
 from streamer.records import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The tests' tensors are tiny: one torch thread avoids OpenMP spin-waiting on a busy 2-core
+# machine (the CLI does the same, see `emostream --threads`).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 EXAMPLES = ROOT / "examples"
 
 
