@@ -1,0 +1,336 @@
+"""Speaker attribution on mono two-party dialogues: accuracy per voice print, as markdown.
+
+    python benchmarks/speaker_attribution.py [--emodb DIR] [--turevdb DIR] [--seeds 3] [--turns 20]
+
+Test dialogues, each utterance fed in order to a fresh attributor (``streamer.speakers``):
+
+- espeak-ng: five voice pairs, one synthesized turn per utterance, random pitch (-p 40..60) and
+  rate (-s 150..190 wpm) per turn so that a voice is not bit-identical from turn to turn.
+- EmoDB (German, real actors, 10 speakers): every speaker pair, clips interleaved into a
+  pseudo-dialogue. The clips are acted emotions (anger to sadness) of one 2 s sentence each:
+  a hard, honest test.
+- TurEV-DB (Turkish, 6 speakers, single words): the development set on which the voice-print
+  units and default distances were chosen; reported for completeness, and swept.
+
+Turns alternate with probability P_SWITCH (so a speaker sometimes talks twice in a row). Metric:
+share of utterances attributed correctly under the better of the two labelings (A/B swap).
+"One speaker": streams of a single EmoDB speaker; share kept on A (1.0 = never invents a B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.frontends.whisper import WhisperEncoder  # noqa: E402
+from streamer.records import SAMPLE_RATE, Speaker, Utterance  # noqa: E402
+from streamer.speakers import (  # noqa: E402
+    DEFAULT_NEW_SPEAKER_DISTANCE,
+    SpeakerAttributor,
+    SpeakerConfig,
+    SpeakerMode,
+    VoiceClustering,
+    VoiceFeature,
+    make_attributor,
+    voice_print,
+)
+
+log = logging.getLogger("speaker_attribution")
+
+P_SWITCH = 0.7  # probability that the next turn is the other speaker's
+EMODB_MALE = {"03", "10", "11", "12", "15"}  # EmoDB's documentation; the others are female
+ESPEAK_PAIRS = [
+    ("en-us", "en-us+f3"),  # male / female
+    ("en-gb", "en-us+m3"),  # male / male, two accents
+    ("en-us+f2", "en-us+f4"),  # female / female
+    ("en-us+m1", "en-us+m7"),  # male / male
+    ("en-gb-scotland", "en-us+klatt"),  # male / male, two synthesizers
+]
+SENTENCES = [
+    "Hello.",
+    "Did you see the game last night?",
+    "No, I was working late again.",
+    "That's a shame, it was really close until the very last minute.",
+    "Who won?",
+    "The home team, by a single point.",
+    "I can't believe it.",
+    "Well, believe it, because I watched every second of it on the big screen downtown.",
+    "Are you coming to dinner on Friday?",
+    "Maybe.",
+    "Sarah said she would cook something special, but I don't know what.",
+    "I hope it isn't fish again.",
+    "Why not? Fish is good for you.",
+    "Sure, but three weeks in a row is a bit much.",
+    "Fair enough.",
+    "Let's ask her tomorrow morning.",
+    "Okay, I'll send her a message after the meeting.",
+    "Which meeting?",
+    "The quarterly budget review with the whole department, from nine until eleven thirty.",
+    "Ouch.",
+]
+FEATURES = [VoiceFeature.PITCH, VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC, VoiceFeature.ENCODER]
+SWEEP = {  # new-speaker distances tried on the development set, voice-print units
+    VoiceFeature.PITCH: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    VoiceFeature.MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    VoiceFeature.PITCH_MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    VoiceFeature.ENCODER: (2.0, 4.0, 6.0, 8.0, 10.0, 12.0),
+}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One utterance with its speaker: audio float32 [n_samples] at 16 kHz; its voice prints,
+    computed once (``streamer.speakers.voice_print``), so that sweeps stay cheap."""
+
+    speaker: str
+    audio: np.ndarray
+    prints: dict[VoiceFeature, np.ndarray]
+
+
+def make_clip(speaker: str, audio: np.ndarray, encoder: WhisperEncoder) -> Clip:
+    states = encoder.encode(audio).states  # [n_frames, 384]
+    return Clip(speaker, audio, {f: voice_print(f, audio, states) for f in VoiceFeature})
+
+
+Dialogue = list[Clip]
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A 16-bit PCM wav file as float32 [n_samples] at 16 kHz (first channel)."""
+    with wave.open(str(path)) as w:
+        rate, channels = w.getframerate(), w.getnchannels()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, channels)[:, 0]
+    audio = pcm.astype(np.float32) / 32768.0
+    return soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else audio
+
+
+def trim(audio: np.ndarray, floor: float = 1e-3, hop: int = 320) -> np.ndarray:
+    """Drop leading/trailing 20 ms blocks quieter than ``floor`` RMS (about -60 dBFS), as the
+    segmenter would (EmoDB's copy was zero-padded to 2 s)."""
+    blocks = audio[: len(audio) // hop * hop].reshape(-1, hop)
+    loud = np.nonzero(np.sqrt((blocks**2).mean(axis=1)) > floor)[0]
+    return audio[loud[0] * hop : (loud[-1] + 1) * hop] if len(loud) else audio
+
+
+def feed(attributor: SpeakerAttributor, dialogue: Dialogue) -> list[Speaker]:
+    """Feed a dialogue's utterances, in order and 0.5 s apart, to ``attributor``."""
+    out, t = [], 0.0
+    for i, clip in enumerate(dialogue):
+        end = t + len(clip.audio) / SAMPLE_RATE
+        utt = Utterance(id=i, channel=0, start=t, end=end, audio=clip.audio, decided_at=end)
+        out.append(attributor.assign(utt, None))
+        t = end + 0.5
+    return out
+
+
+def attribute(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
+    """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
+    attributor = make_attributor(config)
+    if isinstance(attributor, VoiceClustering):
+        return [attributor.assign_print(clip.prints[config.feature]) for clip in dialogue]
+    return feed(attributor, dialogue)
+
+
+def accuracy(dialogue: Dialogue, predicted: list[Speaker]) -> float:
+    """Share attributed correctly under the better labeling (A/B swap)."""
+    first = dialogue[0].speaker
+    truth = np.array([clip.speaker == first for clip in dialogue])
+    hits = (np.array([s is Speaker.A for s in predicted]) == truth).mean()
+    return float(max(hits, 1.0 - hits))
+
+
+def speaker_sequence(rng: np.random.Generator, a: str, b: str, n: int) -> list[str]:
+    """n turns of a and b, starting with either, switching with probability P_SWITCH."""
+    seq = [a if rng.random() < 0.5 else b]
+    for _ in range(n - 1):
+        seq.append(({a, b} - {seq[-1]}).pop() if rng.random() < P_SWITCH else seq[-1])
+    return seq
+
+
+def corpus_dialogues(
+    clips: list[Clip], pairs: Iterable[tuple[str, str]], n_turns: int, seed: int
+) -> dict[tuple[str, str], Dialogue]:
+    """One pseudo-dialogue per speaker pair, clips drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for a, b in pairs:
+        pools = {s: [c for c in clips if c.speaker == s] for s in (a, b)}
+        order = {s: list(rng.permutation(len(pools[s]))) for s in (a, b)}
+        out[(a, b)] = [pools[s][order[s].pop()] for s in speaker_sequence(rng, a, b, n_turns)]
+    return out
+
+
+def monologues(clips: list[Clip], n_turns: int, seed: int) -> list[Dialogue]:
+    """One stream of n_turns clips per speaker."""
+    rng = np.random.default_rng(seed)
+    speakers = sorted({c.speaker for c in clips})
+    pools = [[c for c in clips if c.speaker == s] for s in speakers]
+    return [[pool[i] for i in rng.permutation(len(pool))[:n_turns]] for pool in pools]
+
+
+def synthesize(voice: str, text: str, rng: np.random.Generator, folder: Path) -> np.ndarray:
+    """One espeak-ng turn as float32 [n_samples] at 16 kHz, random pitch and rate."""
+    path = folder / "turn.wav"
+    pitch, rate = int(rng.integers(40, 61)), int(rng.integers(150, 191))
+    cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-w", str(path), text]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return trim(read_wav(path))
+
+
+def espeak_dialogues(encoder: WhisperEncoder, n_turns: int, seed: int) -> dict[tuple[str, str], Dialogue]:
+    """One synthesized dialogue per voice pair; turn i speaks SENTENCES[i % 20]."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for a, b in ESPEAK_PAIRS:
+            dialogue = []
+            for i, voice in enumerate(speaker_sequence(rng, a, b, n_turns)):
+                audio = synthesize(voice, SENTENCES[(seed + i) % len(SENTENCES)], rng, Path(tmp))
+                dialogue.append(make_clip(voice, audio, encoder))
+            out[(a, b)] = dialogue
+    return out
+
+
+def load_corpus(paths: Iterable[Path], speaker_of, encoder: WhisperEncoder) -> list[Clip]:
+    """Clips of wav files; speaker_of(path) -> speaker id."""
+    clips = []
+    for path in sorted(paths):
+        clips.append(make_clip(speaker_of(path), trim(read_wav(path)), encoder))
+    return clips
+
+
+def voice_config(feature: VoiceFeature, distance: float | None = None) -> SpeakerConfig:
+    return SpeakerConfig(mode=SpeakerMode.VOICE, feature=feature, new_speaker_distance=distance)
+
+
+POLICIES = {"single (all A; chance baseline)": SpeakerConfig(mode=SpeakerMode.SINGLE)} | {
+    f"voice: {f.value}": voice_config(f) for f in FEATURES
+}
+
+
+def mean_accuracy(dialogues: Iterable[Dialogue], config: SpeakerConfig) -> float:
+    return float(np.mean([accuracy(d, attribute(d, config)) for d in dialogues]))
+
+
+def share_on_a(streams: Iterable[Dialogue], config: SpeakerConfig) -> float:
+    return float(np.mean([np.mean([s is Speaker.A for s in attribute(d, config)]) for d in streams]))
+
+
+def row(cells: Iterable[object]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    shared = ROOT.parent / "shared" / "data" / "audio"
+    parser.add_argument("--emodb", type=Path, default=shared / "emodb" / "wav", help="EmoDB wav folder")
+    parser.add_argument("--turevdb", type=Path, default=shared / "turevdb", help="TurEV-DB folder")
+    parser.add_argument("--seeds", type=int, default=3, help="dialogues per pair")
+    parser.add_argument("--turns", type=int, default=20, help="utterances per dialogue")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for path in (args.emodb, args.turevdb):
+        if not path.is_dir():
+            parser.error(f"{path} is not a folder")
+
+    t0 = time.perf_counter()
+    encoder = WhisperEncoder(compute_type="int8")
+    seeds = range(args.seeds)
+    log.info("synthesizing espeak-ng dialogues")
+    espeak = [espeak_dialogues(encoder, args.turns, s) for s in seeds]
+    log.info("encoding EmoDB and TurEV-DB")
+    emodb = load_corpus(args.emodb.glob("*.wav"), lambda p: p.name[:2], encoder)
+    turev = load_corpus(args.turevdb.glob("*/*.wav"), lambda p: p.name.split("_")[0], encoder)
+    emodb_pairs = list(itertools.combinations(sorted({c.speaker for c in emodb}), 2))
+    turev_pairs = list(itertools.combinations(sorted({c.speaker for c in turev}), 2))
+    emodb_d = [corpus_dialogues(emodb, emodb_pairs, args.turns, s) for s in seeds]
+    turev_d = [corpus_dialogues(turev, turev_pairs, args.turns, s) for s in seeds]
+    emodb_mono = [d for s in seeds for d in monologues(emodb, args.turns, s)]
+    turev_mono = [d for s in seeds for d in monologues(turev, args.turns, s)]
+
+    def of_pairs(runs: list[dict], keep) -> list[Dialogue]:
+        return [d for run in runs for pair, d in run.items() if keep(pair)]
+
+    def cross_sex(pair: tuple[str, str]) -> bool:
+        return (pair[0] in EMODB_MALE) != (pair[1] in EMODB_MALE)
+
+    print(f"### Accuracy (under A/B swap), {args.seeds} dialogues x {args.turns} turns per pair\n")
+    header = [f"{a} / {b}" for a, b in ESPEAK_PAIRS] + [
+        "espeak all", "EmoDB cross-sex (25)", "EmoDB same-sex (20)", "EmoDB all (45)",
+        "TurEV-DB (dev, 15)", "one speaker: on A (EmoDB)",
+    ]  # fmt: skip
+    print(row(["policy"] + header))
+    print(row(["---"] * (len(header) + 1)))
+    for name, config in POLICIES.items():
+        cells = [mean_accuracy(of_pairs(espeak, lambda p, q=pair: p == q), config) for pair in ESPEAK_PAIRS]
+        cells += [
+            mean_accuracy(of_pairs(espeak, lambda p: True), config),
+            mean_accuracy(of_pairs(emodb_d, cross_sex), config),
+            mean_accuracy(of_pairs(emodb_d, lambda p: not cross_sex(p)), config),
+            mean_accuracy(of_pairs(emodb_d, lambda p: True), config),
+            mean_accuracy(of_pairs(turev_d, lambda p: True), config),
+            share_on_a(emodb_mono, config),
+        ]
+        print(row([name] + [f"{c:.3f}" for c in cells]))
+
+    default = SpeakerConfig()
+    print(f"\n### EmoDB per speaker pair, default voice print ({default.feature.value}), accuracy\n")
+    speakers = sorted({c.speaker for c in emodb})
+    print(row([""] + [f"{s}{'m' if s in EMODB_MALE else 'f'}" for s in speakers[1:]]))
+    print(row(["---"] * len(speakers)))
+    for i, a in enumerate(speakers[:-1]):
+        cells = [
+            f"{mean_accuracy([run[(a, b)] for run in emodb_d], default):.2f}" if j > i else ""
+            for j, b in enumerate(speakers[1:], start=1)
+        ]
+        print(row([f"{a}{'m' if a in EMODB_MALE else 'f'}"] + cells))
+
+    print("\n### New-speaker distance sweep: dialogue accuracy / one speaker kept on A")
+    print("(defaults in bold, chosen on TurEV-DB: the best dialogue accuracy there)\n")
+    print(row(["feature", "corpus"] + [f"distance #{k + 1}" for k in range(len(SWEEP[FEATURES[0]]))]))
+    print(row(["---"] * (2 + len(SWEEP[FEATURES[0]]))))
+    espeak_mono = [
+        [c for run in espeak for d in run.values() for c in d if c.speaker == voice][: args.turns]
+        for voice in sorted({v for pair in ESPEAK_PAIRS for v in pair})
+    ]
+    corpora = {
+        "TurEV-DB (dev)": (of_pairs(turev_d, lambda p: True), turev_mono),
+        "EmoDB": (of_pairs(emodb_d, lambda p: True), emodb_mono),
+        "espeak-ng": (of_pairs(espeak, lambda p: True), espeak_mono),
+    }
+    for feature in FEATURES:
+        for corpus, (dialogues, streams) in corpora.items():
+            cells = []
+            for distance in SWEEP[feature]:
+                config = voice_config(feature, distance)
+                mark = "**" if distance == DEFAULT_NEW_SPEAKER_DISTANCE[feature] else ""
+                acc, on_a = mean_accuracy(dialogues, config), share_on_a(streams, config)
+                cells.append(f"{mark}{distance:g}: {acc:.3f} / {on_a:.2f}{mark}")
+            print(row([feature.value, corpus] + cells))
+
+    clips = [c for run in espeak for d in run.values() for c in d]
+    t = time.perf_counter()
+    feed(make_attributor(default), clips)
+    per_utt = (time.perf_counter() - t) / len(clips) * 1e3
+    seconds = sum(len(c.audio) for c in clips) / SAMPLE_RATE / len(clips)
+    print(f"\nDefault policy cost: {per_utt:.2f} ms per utterance (mean {seconds:.1f} s of audio), "
+          f"on this machine. Benchmark wall time {time.perf_counter() - t0:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Speaker attribution: which party of a two-party conversation spoke an utterance.
+
+Three policies behind one interface, ``SpeakerAttributor.assign(utterance, encoder_states)``:
+
+- ``channel``: stereo input, one channel per speaker; the channel index picks the speaker.
+- ``voice``: mono input; online two-speaker clustering of a per-utterance voice print. The first
+  utterance is A. Until B exists, an utterance farther than ``new_speaker_distance`` from A's
+  centroid opens B; afterwards each utterance goes to the nearer centroid, which then moves to
+  the running mean of its utterances. No look-ahead: an assignment is final when made.
+- ``single``: ``--speakers 1``, everything is A.
+
+Voice prints (``VoiceFeature``), compared by ``benchmarks/speaker_attribution.py`` (numbers in
+docs/benchmarks.md, "Speaker attribution"):
+
+- ``pitch``: median F0 of the voiced frames in semitones, divided by PITCH_UNIT_ST.
+- ``mfcc``: mean MFCC 1..19 of the voiced frames, index-weighted (k * c_k, the classic liftered
+  cepstral distance) and divided by CEPSTRUM_UNIT.
+- ``pitch_mfcc`` (default): both, concatenated; best on the real corpora, near best on espeak-ng.
+- ``encoder``: the Whisper encoder states of the utterance (free from the ASR pass),
+  mean-pooled. Measured near chance: the final states carry words, not voices.
+
+The units and the default distances were calibrated on TurEV-DB (the development set) and are
+reported on EmoDB and espeak-ng dialogues (the test sets). A turn-taking prior (favouring
+alternation) gained under one point in exploratory runs, and depends on how the segmenter
+splits turns: not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from streamer.errors import UserError
+from streamer.records import SAMPLE_RATE, Speaker, Utterance
+
+FRAME_S = 0.025  # analysis window, seconds
+HOP_S = 0.010  # analysis hop, seconds
+N_FFT = 512  # samples (32 ms at 16 kHz), >= the 25 ms window
+N_MELS = 40
+N_MFCC = 20  # coefficient 0 (loudness) is dropped, 1..19 kept
+F0_MIN_HZ = 60.0
+F0_MAX_HZ = 400.0
+PITCH_FRAME_S = 0.040  # two periods of the lowest F0
+VOICING_THRESHOLD = 0.5  # normalised autocorrelation peak above which a frame is voiced
+ACTIVE_DB = 40.0  # frames within this many dB of the loudest frame are speech
+MIN_VOICED_FRAMES = 5  # fewer voiced frames than this: the utterance's F0 is unknown (NaN)
+# Voice-print units (chosen on TurEV-DB): a distance of 1 is PITCH_UNIT_ST semitones of median
+# F0, or CEPSTRUM_UNIT of index-weighted cepstrum (k * c_k, natural-log-mel units).
+PITCH_UNIT_ST = 3.0  # semitones; about the within-speaker spread of an utterance's median F0
+CEPSTRUM_UNIT = 40.0
+
+
+def _frames(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """audio float32 [n_samples] -> overlapping frames [n_frames, frame] (zero-padded tail)."""
+    if len(audio) < frame:
+        audio = np.pad(audio, (0, frame - len(audio)))
+    n = 1 + (len(audio) - frame) // hop
+    index = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
+    return audio[index]
+
+
+def _mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
+    """Triangular mel filters [n_mels, n_fft // 2 + 1] from 60 Hz to 7.6 kHz."""
+
+    def mel(hz: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+    def hz(m: np.ndarray) -> np.ndarray:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    edges = hz(np.linspace(mel(np.array(60.0)), mel(np.array(7600.0)), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / (centre - lower)
+    falling = (upper - bins[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def _dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II basis [n_out, n_in]."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
+_MEL = _mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE)
+_DCT = _dct_matrix(N_MFCC, N_MELS)
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """Per-frame analysis on a 10 ms grid: log_mel [n, N_MELS]; active, voiced: bool [n];
+    semitones: float [n], F0 in semitones above 55 Hz (meaningful where voiced)."""
+
+    log_mel: np.ndarray
+    active: np.ndarray
+    voiced: np.ndarray
+    semitones: np.ndarray
+
+
+def _analyse(audio: np.ndarray) -> _Frames:
+    """Log-mel spectrum, activity and autocorrelation pitch of audio float32 [n_samples].
+
+    A frame is active within ACTIVE_DB of the loudest frame. Its F0 period is the lag, between
+    1/F0_MAX_HZ and 1/F0_MIN_HZ, of the highest autocorrelation of its 40 ms window; it is voiced
+    when also active and the normalised (unbiased) autocorrelation there exceeds VOICING_THRESHOLD.
+    """
+    audio = audio.astype(np.float32)
+    hop = int(HOP_S * SAMPLE_RATE)
+    window = int(FRAME_S * SAMPLE_RATE)
+    power = np.abs(np.fft.rfft(_frames(audio, window, hop) * np.hanning(window), N_FFT)) ** 2
+    log_mel = np.log(power @ _MEL.T + 1e-10)  # [n_frames, n_mels]
+    energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-10)
+
+    window = int(PITCH_FRAME_S * SAMPLE_RATE)
+    frames = _frames(audio, window, hop)
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    acf = np.fft.irfft(np.abs(np.fft.rfft(frames, 2 * window)) ** 2, 2 * window)[:, :window]
+    acf = acf / np.maximum(acf[:, :1], 1e-12)  # acf[:, 0] = 1
+    lo, hi = int(SAMPLE_RATE / F0_MAX_HZ), int(SAMPLE_RATE / F0_MIN_HZ)
+    # The biased autocorrelation shrinks with the lag, so it picks the period, not a multiple;
+    # the voicing decision uses the unbiased value at that lag.
+    best = lo + np.argmax(acf[:, lo:hi], axis=1)  # lag of the F0 period, samples
+    peak = acf[np.arange(len(acf)), best] * window / (window - best)
+
+    n = min(len(log_mel), len(best))  # the 40 ms grid is a frame or two shorter
+    active = energy_db[:n] > energy_db.max() - ACTIVE_DB
+    return _Frames(
+        log_mel=log_mel[:n],
+        active=active,
+        voiced=active & (peak[:n] > VOICING_THRESHOLD),
+        semitones=12.0 * np.log2(SAMPLE_RATE / best[:n] / 55.0),
+    )
+
+
+class SpeakerMode(str, Enum):
+    """How utterances are attributed to speakers (``--speakers`` / config)."""
+
+    CHANNEL = "channel"
+    VOICE = "voice"
+    SINGLE = "single"
+
+
+class VoiceFeature(str, Enum):
+    """Which voice print the ``voice`` mode clusters (see the module docstring)."""
+
+    PITCH = "pitch"
+    MFCC = "mfcc"
+    PITCH_MFCC = "pitch_mfcc"
+    ENCODER = "encoder"
+
+
+# Distance (in voice-print units) beyond which an utterance opens speaker B: the best dialogue
+# accuracy on TurEV-DB (benchmarks/speaker_attribution.py sweeps it). Low values favour opening B
+# early; the price is that a one-speaker stream gets split (use SpeakerMode.SINGLE for that).
+DEFAULT_NEW_SPEAKER_DISTANCE = {
+    VoiceFeature.PITCH: 0.5,
+    VoiceFeature.MFCC: 1.5,
+    VoiceFeature.PITCH_MFCC: 1.5,
+    VoiceFeature.ENCODER: 8.0,
+}
+
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    """Speaker attribution settings.
+
+    mode: the policy. channel_map: the speaker of each input channel (``channel`` mode), index =
+    channel. feature: the voice print (``voice`` mode). new_speaker_distance: voice-print
+    distance (units of the feature, see VoiceFeature) beyond which an utterance opens speaker B;
+    None takes DEFAULT_NEW_SPEAKER_DISTANCE for the feature.
+    """
+
+    mode: SpeakerMode = SpeakerMode.VOICE
+    channel_map: tuple[Speaker, ...] = (Speaker.A, Speaker.B)
+    feature: VoiceFeature = VoiceFeature.PITCH_MFCC
+    new_speaker_distance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.new_speaker_distance is not None and not self.new_speaker_distance > 0:
+            raise UserError(f"speaker distance must be > 0, got {self.new_speaker_distance}")
+        if not self.channel_map:
+            raise UserError("the channel map must name a speaker for at least one channel")
+
+    @property
+    def distance(self) -> float:
+        """The effective new-speaker distance, voice-print units."""
+        if self.new_speaker_distance is not None:
+            return self.new_speaker_distance
+        return DEFAULT_NEW_SPEAKER_DISTANCE[self.feature]
+
+
+class SpeakerAttributor(Protocol):
+    """A stateful policy; call ``assign`` once per utterance, in stream order."""
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+        """The speaker of ``utterance``; encoder_states: float32 [n_frames, d_model] or None."""
+        ...
+
+
+def voice_print(
+    feature: VoiceFeature, audio: np.ndarray, encoder_states: np.ndarray | None = None
+) -> np.ndarray:
+    """One utterance's voice print, float64 [dim], in the units the distances are given in.
+
+    audio: float32 [n_samples] at 16 kHz. encoder_states: float32 [n_frames, d_model], required
+    for ``encoder``. A NaN entry means unknown (the F0 of an utterance without voiced frames).
+    """
+    if feature is VoiceFeature.ENCODER:
+        if encoder_states is None:
+            raise ValueError("the encoder voice print needs the utterance's encoder states")
+        return encoder_states.mean(axis=0).astype(np.float64)
+    frames = _analyse(audio)
+    has_voice = frames.voiced.sum() >= MIN_VOICED_FRAMES
+    parts = []
+    if feature in (VoiceFeature.PITCH, VoiceFeature.PITCH_MFCC):
+        f0 = np.median(frames.semitones[frames.voiced]) if has_voice else np.nan
+        parts.append(np.array([f0 / PITCH_UNIT_ST]))
+    if feature in (VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC):
+        chosen = frames.voiced if has_voice else frames.active
+        cepstrum = (frames.log_mel[chosen].mean(axis=0) @ _DCT.T)[1:]  # MFCC 1..19
+        parts.append(cepstrum * np.arange(1, N_MFCC) / CEPSTRUM_UNIT)
+    return np.concatenate(parts)
+
+
+class SingleSpeaker:
+    """``--speakers 1``: every utterance is A."""
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+        return Speaker.A
+
+
+class ChannelSpeakers:
+    """Stereo input: the utterance's channel picks its speaker through ``channel_map``."""
+
+    def __init__(self, channel_map: tuple[Speaker, ...]) -> None:
+        self.channel_map = channel_map
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+        if not 0 <= utterance.channel < len(self.channel_map):
+            raise UserError(
+                f"audio channel {utterance.channel} has no speaker: the channel map covers "
+                f"channels 0-{len(self.channel_map) - 1}"
+            )
+        return self.channel_map[utterance.channel]
+
+
+class VoiceClustering:
+    """Online two-centroid clustering of voice prints (the ``voice`` mode).
+
+    State: one centroid per opened speaker, the per-dimension mean of its utterances' voice
+    prints (NaN entries, i.e. unknown F0, are left out of both the mean and the distance).
+    """
+
+    def __init__(self, feature: VoiceFeature, new_speaker_distance: float) -> None:
+        self.feature = feature
+        self.new_speaker_distance = new_speaker_distance
+        self._sums: dict[Speaker, np.ndarray] = {}  # per speaker: sum of known entries [dim]
+        self._counts: dict[Speaker, np.ndarray] = {}  # per speaker: known entries [dim]
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+        return self.assign_print(voice_print(self.feature, utterance.audio, encoder_states))
+
+    def assign_print(self, vp: np.ndarray) -> Speaker:
+        """Attribute one utterance by its voice print [dim] (from ``voice_print``)."""
+        if not self._sums:
+            speaker = Speaker.A
+        elif len(self._sums) == 1:
+            far = self.new_speaker_distance < self.distance(vp, Speaker.A) < np.inf
+            speaker = Speaker.B if far else Speaker.A
+        else:
+            speaker = min((Speaker.A, Speaker.B), key=lambda s: self.distance(vp, s))  # tie: A
+        known = ~np.isnan(vp)
+        self._sums.setdefault(speaker, np.zeros_like(vp))[known] += vp[known]
+        self._counts.setdefault(speaker, np.zeros_like(vp))[known] += 1
+        return speaker
+
+    def distance(self, vp: np.ndarray, speaker: Speaker) -> float:
+        """Euclidean distance, voice-print units, from ``vp`` [dim] to a speaker's centroid,
+        over the entries known in both (inf when none is)."""
+        counts = self._counts[speaker]
+        known = ~np.isnan(vp) & (counts > 0)
+        if not known.any():
+            return float("inf")
+        centroid = self._sums[speaker][known] / counts[known]
+        return float(np.linalg.norm(vp[known] - centroid))
+
+
+def make_attributor(config: SpeakerConfig) -> SpeakerAttributor:
+    """A fresh attributor for one conversation."""
+    if config.mode is SpeakerMode.SINGLE:
+        return SingleSpeaker()
+    if config.mode is SpeakerMode.CHANNEL:
+        return ChannelSpeakers(config.channel_map)
+    return VoiceClustering(config.feature, config.distance)
