@@ -60,12 +60,12 @@ def crossvalidate(dataset: str, data: Path, label_set: str, features: str = "whi
         raise UserError(f"unknown label set {label_set!r}; one of {sorted(LABEL_SETS)}")
     loaded = load_dataset(dataset, data)
     samples = [s for s in loaded.samples if s.audio_path is not None]
-    keep = [s for s in samples if labels.index(s.label) is not None]
-    excluded = len(samples) - len(keep) + sum(loaded.excluded.values())
-    speakers = np.array([s.speaker for s in keep])
+    keep = np.array([labels.index(s.label) is not None for s in samples], dtype=bool)
+    excluded = int((~keep).sum()) + sum(loaded.excluded.values())
+    speakers = np.array([s.speaker for s in samples])[keep]
     if len(np.unique(speakers)) < 2:
         raise UserError(f"{dataset}: leave-one-speaker-out needs at least two speakers")
-    y = np.array([labels.index(s.label) for s in keep])
-    x = feature_matrix(features, keep, asr_model)
-    log.info("%s: %d clips, %d speakers, %s features %s", dataset, len(keep), len(np.unique(speakers)), features, x.shape)
+    y = np.array([labels.index(s.label) for s, k in zip(samples, keep) if k])
+    x = feature_matrix(features, samples, asr_model)[keep]  # all clips: one cache for every label set
+    log.info("%s: %d clips, %d speakers, %s features %s", dataset, len(y), len(np.unique(speakers)), features, x.shape)
     return score(y, leave_one_speaker_out(x, y, speakers, c), labels.labels, n_excluded=excluded)

@@ -13,6 +13,7 @@ from streamer.errors import UserError
 from .checkpoint import load_checkpoint
 from .data import load_dataset
 from .data.sample import parse_split
+from .frontends.identity import same_frontend
 from .metrics import Scores, score
 from .predictor import load_network, pick_device, predict_windows
 from .windows import build_windows
@@ -24,7 +25,7 @@ MODALITIES = ("audio", "text", "both")
 
 def check_frontend(expected: dict[str, str], actual: dict[str, str], kind: str) -> None:
     """Refuse features from another frontend than the one the checkpoint was trained on."""
-    if expected.get("sha256") != actual.get("sha256"):
+    if not same_frontend(expected, actual):
         raise UserError(
             f"the checkpoint's {kind} features came from {expected.get('name')} "
             f"({expected.get('sha256', '?')[:12]}), but {actual.get('name')} "

@@ -88,7 +88,8 @@ def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = No
             for s in tqdm(samples, desc="whisper features", unit="utt")
         ])
 
-    return cached_matrix("whisper", encoder.identity(), _audio_keys(samples), compute, cache_dir)
+    kind = f"whisper-{encoder.identity()['window']}"
+    return cached_matrix(kind, encoder.identity(), _audio_keys(samples), compute, cache_dir)
 
 
 def egemaps_matrix(samples: Sequence[Sample], cache_dir: Path | None = None) -> np.ndarray:

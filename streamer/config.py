@@ -14,6 +14,7 @@ from typing import Any
 
 from .context import ContextConfig
 from .errors import UserError
+from .records import Speaker
 from .segmenter import SegmenterConfig
 from .transcriber import TranscriberConfig
 
@@ -46,10 +47,28 @@ class AsrConfig:
 @dataclass(frozen=True)
 class SpeakersConfig:
     """How utterances are attributed to A/B: "auto" = channel for stereo, voice for mono;
-    "voice", "channel", "single" (--speakers 1). swap_channels: right channel is A."""
+    "voice", "channel", "single" (--speakers 1). swap_channels: right channel is A.
+    feature / new_speaker_distance: the voice print and its threshold (streamer.speakers)."""
 
     mode: str = "auto"
     swap_channels: bool = False
+    feature: str = "pitch_mfcc"
+    new_speaker_distance: float | None = None
+
+    def resolve(self, channels: int) -> "SpeakerConfig":
+        """The attribution settings for a source with ``channels`` channels."""
+        from .speakers import SpeakerConfig, SpeakerMode, VoiceFeature
+
+        mode = self.mode if self.mode != "auto" else ("channel" if channels == 2 else "voice")
+        try:
+            return SpeakerConfig(
+                mode=SpeakerMode(mode),
+                channel_map=(Speaker.B, Speaker.A) if self.swap_channels else (Speaker.A, Speaker.B),
+                feature=VoiceFeature(self.feature),
+                new_speaker_distance=self.new_speaker_distance,
+            )
+        except ValueError as err:
+            raise UserError(f"speakers: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from models.frontends.identity import same_frontend
 from models.predictor import EmotionPredictor
 
 from .config import Settings
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 0.5  # wall-clock seconds between status reports to the sinks
 
 
-def _same(a: dict, b: dict) -> bool:
-    return a.get("sha256") == b.get("sha256")
-
-
 def build_pipeline(settings: Settings, channels: int) -> Pipeline:
     """Load the models the settings name and assemble the pipeline for ``channels`` (1 or 2)."""
     from models.frontends.whisper import WhisperEncoder
@@ -43,11 +40,11 @@ def build_pipeline(settings: Settings, channels: int) -> Pipeline:
         raise UserError(f"model.modalities must be both, audio or text, not {wanted!r}")
     use_audio = wanted in ("both", "audio") and "audio" in predictor.frontends
     feature_encoder = None
-    if use_audio and not _same(predictor.frontends["audio"], asr.identity()):
+    if use_audio and not same_frontend(predictor.frontends["audio"], asr.identity()):
         # The ASR model is not the one the checkpoint's acoustic features came from: run the
         # checkpoint's own (embedded) encoder for the features.
         feature_encoder = WhisperEncoder(None, settings.asr.device, settings.asr.compute_type)
-        if not _same(predictor.frontends["audio"], feature_encoder.identity()):
+        if not same_frontend(predictor.frontends["audio"], feature_encoder.identity()):
             raise UserError(
                 f"the checkpoint's audio features came from {predictor.frontends['audio'].get('name')}, "
                 "which is not available here; use --modalities text or a matching checkpoint"
@@ -57,13 +54,13 @@ def build_pipeline(settings: Settings, channels: int) -> Pipeline:
         from models.frontends.text import TextEncoder
 
         text_encoder = TextEncoder()
-        if not _same(predictor.frontends["text"], text_encoder.identity()):
+        if not same_frontend(predictor.frontends["text"], text_encoder.identity()):
             raise UserError("the checkpoint's text features came from another text encoder than the bundled MiniLM")
     return Pipeline(
         channels=channels,
         segmenter=settings.vad,
         transcriber=Transcriber(asr, settings.asr.decoding),
-        attributor=make_attributor(settings.speakers.mode, channels, settings.speakers.swap_channels),
+        attributor=make_attributor(settings.speakers.resolve(channels)),
         predictor=predictor,
         text_encoder=text_encoder,
         use_audio=use_audio,

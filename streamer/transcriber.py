@@ -14,7 +14,7 @@ import numpy as np
 
 from models.frontends.whisper import WhisperEncoder, pool_mean_std
 
-from .records import Transcript
+from .records import SAMPLE_RATE, Transcript
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TranscriberConfig:
     """
 
     beam_size: int = 1
-    max_tokens: int = 224
+    max_tokens: int = 224  # hard cap; also at most 16 + 12 per second of audio (bounds a loop)
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -63,7 +63,7 @@ class Transcriber:
         encoded = self.encoder.encode(audio)
         result = self.encoder.whisper.model.generate(
             encoded.output, [self.prompt], beam_size=self.config.beam_size,
-            max_length=self.config.max_tokens, return_scores=True, return_no_speech_prob=True,
+            max_length=min(self.config.max_tokens, 16 + int(12 * len(audio) / SAMPLE_RATE)), return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1],
         )[0]
         text = self.tokenizer.decode(result.sequences_ids[0]).strip()

@@ -15,3 +15,8 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def same_frontend(expected: dict[str, str], actual: dict[str, str]) -> bool:
+    """Do two frontend identities give interchangeable features (same weights, same window)?"""
+    return expected.get("sha256") == actual.get("sha256") and expected.get("window") == actual.get("window")

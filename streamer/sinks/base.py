@@ -1,0 +1,107 @@
+"""The interface every output shares, the runtime status record, and the emotion colours.
+
+A session drives its sinks in this order::
+
+    header(settings)   once, with the effective settings (config file + CLI flags)
+    emit(event)        once per scored utterance       } interleaved, any number
+    status(status)     whenever the runtime reports    }
+    close(summary)     once, at the end (also after Ctrl-C)
+
+Sinks must not write to stdout unless they are the data sink (:class:`JsonlSink`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from models.labels import Emotion
+from streamer.records import EmotionEvent
+
+if TYPE_CHECKING:  # summary.py imports the colours below
+    from streamer.sinks.summary import SessionSummary
+
+
+class RunState(str, Enum):
+    """What the runtime is doing."""
+
+    LISTENING = "listening"  # live input (microphone)
+    REPLAYING = "replaying"  # reading a file
+    FINISHED = "finished"  # input exhausted or stopped; no more events will come
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    """A snapshot of the runtime's health, reported to the sinks now and then."""
+
+    stream_time: float  # seconds of audio received so far
+    lag_s: float  # seconds: stream time received minus stream time processed
+    queue_depth: int  # audio blocks waiting in the input queue
+    dropped_blocks: int  # blocks dropped because the queue was full, since start
+    overflows: int  # input overflows reported by the audio device, since start
+    state: RunState
+
+
+class Sink(Protocol):
+    """Where events go: JSON lines, the live display, memory (tests), a summary table."""
+
+    def header(self, settings: dict) -> None:
+        """The effective settings of the session, before any event."""
+
+    def emit(self, event: EmotionEvent) -> None:
+        """One scored utterance."""
+
+    def status(self, status: RuntimeStatus) -> None:
+        """The latest runtime status."""
+
+    def close(self, summary: SessionSummary) -> None:
+        """End of the session; release what the sink holds."""
+
+
+class Sinks:
+    """Fan-out: a sink that forwards every call to each of its sinks, in order."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def header(self, settings: dict) -> None:
+        for sink in self.sinks:
+            sink.header(settings)
+
+    def emit(self, event: EmotionEvent) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+    def status(self, status: RuntimeStatus) -> None:
+        for sink in self.sinks:
+            sink.status(status)
+
+    def close(self, summary: SessionSummary) -> None:
+        for sink in self.sinks:
+            sink.close(summary)
+
+
+# rich colour names for the canonical emotions; labels not listed here get a fallback colour.
+EMOTION_COLOURS: dict[str, str] = {
+    Emotion.NEUTRAL.value: "grey62",
+    Emotion.HAPPY.value: "gold1",
+    Emotion.EXCITED.value: "orange1",
+    Emotion.SAD.value: "dodger_blue2",
+    Emotion.ANGRY.value: "red3",
+    Emotion.FRUSTRATED.value: "dark_orange3",
+    Emotion.SURPRISED.value: "magenta",
+    Emotion.FEARFUL.value: "medium_purple",
+    Emotion.DISGUSTED.value: "green4",
+    Emotion.BORED.value: "grey37",
+    Emotion.CALM.value: "cyan3",
+}
+_FALLBACK_COLOURS = ("turquoise2", "deep_pink3", "chartreuse3", "steel_blue1", "khaki3", "plum2")
+
+
+def emotion_colour(label: str) -> str:
+    """The rich colour name for a label; unknown labels get a colour stable across runs."""
+    fallback = _FALLBACK_COLOURS[zlib.crc32(label.encode()) % len(_FALLBACK_COLOURS)]
+    return EMOTION_COLOURS.get(label, fallback)
