@@ -1,22 +1,30 @@
-"""``emostream evaluate``: a checkpoint on a labelled dataset, scored as in the papers' tables."""
+"""``emostream evaluate``: a checkpoint on a labelled dataset, scored as in the papers' tables.
+
+Besides a dataset on its own, a text dataset can be evaluated *paired* with an audio dataset
+(``pair_with``): each audio clip is given to a random turn of the text dataset with the same
+label (the construction the trainer uses for pseudo-pairs). The shared data has no real
+utterance with both, so this is how the fusion ablation is measured; the model card says so.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from streamer.errors import UserError
 
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_dataset
-from .data.sample import parse_split
+from .data.sample import Sample, parse_split
 from .frontends.identity import same_frontend
 from .metrics import Scores, score
 from .predictor import load_network, pick_device, predict_windows
-from .windows import build_windows
+from .windows import MISSING, build_windows, pseudo_pairs
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +36,50 @@ def check_frontend(expected: dict[str, str], actual: dict[str, str], kind: str) 
     if not same_frontend(expected, actual):
         raise UserError(
             f"the checkpoint's {kind} features came from {expected.get('name')} "
-            f"({expected.get('sha256', '?')[:12]}), but {actual.get('name')} "
-            f"({actual.get('sha256', '?')[:12]}) is loaded: use the matching frontend"
+            f"({expected.get('sha256', '?')[:12]}, {expected.get('window', '')}), but "
+            f"{actual.get('name')} ({actual.get('sha256', '?')[:12]}, {actual.get('window', '')}) "
+            "is loaded: use the matching frontend"
         )
+
+
+def select_samples(dataset: str, data: Path, split: str | None, speakers: Sequence[str] | None) -> list[Sample]:
+    """The dataset's samples in ``split`` (when it has splits) and of ``speakers`` (when given)."""
+    samples = load_dataset(dataset, data, keep_unlabelled=True).samples
+    wanted = parse_split(split, "--split") if split else None
+    if wanted is not None and any(s.split is not None for s in samples):
+        samples = [s for s in samples if s.split == wanted]
+    elif wanted is not None:
+        log.info("%s has no splits: using all %d samples", dataset, len(samples))
+    if speakers:
+        samples = [s for s in samples if s.speaker in set(speakers)]
+    if not samples:
+        raise UserError(f"{dataset}: no samples at {data} for split {split!r} and speakers {speakers or 'all'}")
+    return samples
+
+
+def text_features(samples: list[Sample], checkpoint: Checkpoint) -> tuple[list[int], torch.Tensor]:
+    """Rows (MISSING where no text) and the MiniLM table [N, 384]."""
+    from .features import text_matrix
+    from .frontends.text import TextEncoder
+
+    encoder = TextEncoder()
+    check_frontend(checkpoint.frontends.get("text", {}), encoder.identity(), "text")
+    rows = [i if s.text else MISSING for i, s in enumerate(samples)]
+    return rows, torch.from_numpy(text_matrix(samples, encoder))
+
+
+def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str | None) -> tuple[list[int], torch.Tensor]:
+    """Rows (MISSING where no audio) and the standardised Whisper table [N_audio, 768]."""
+    from .features import audio_matrix
+    from .frontends.whisper import WhisperEncoder
+
+    encoder = WhisperEncoder(asr_model, compute_type="int8")
+    check_frontend(checkpoint.frontends.get("audio", {}), encoder.identity(), "audio")
+    with_audio = [s for s in samples if s.audio_path]
+    counter = iter(range(len(with_audio)))
+    rows = [next(counter) if s.audio_path else MISSING for s in samples]
+    audio = torch.from_numpy(audio_matrix(with_audio, encoder))
+    return rows, (audio - checkpoint.audio_mean) / checkpoint.audio_std
 
 
 def evaluate(
@@ -42,57 +91,51 @@ def evaluate(
     max_context: int | None = None,
     device: str = "auto",
     asr_model: str | None = None,
+    speakers: Sequence[str] | None = None,
+    pair_with: tuple[str, Path] | None = None,
+    seed: int = 0,
 ) -> Scores:
     """Score ``checkpoint_path`` (default: shipped) on ``dataset`` at ``data``.
 
-    split: the corpus split to use; ignored (with a log line) for corpora without splits.
-    modalities: which inputs the network is given ("audio", "text" or "both"), where the data has
-    them. max_context: cut the dialogue context to this many utterances (1 = no context).
+    split: the corpus split; ignored (with a log line) for corpora without splits. modalities:
+    what the network is given ("audio", "text" or "both"), where the data has it. max_context:
+    cut the dialogue context to this many utterances (1 = no context). speakers: keep only these
+    speakers (of both datasets). pair_with: (audio dataset, path) whose clips are paired with
+    same-label turns of ``dataset`` (seeded by ``seed``); only the pairs are scored.
     """
     if modalities not in MODALITIES:
         raise UserError(f"--modalities must be one of {', '.join(MODALITIES)}")
     checkpoint, _ = load_checkpoint(checkpoint_path)
     dev = pick_device(device)
     network = load_network(checkpoint, dev)
-    loaded = load_dataset(dataset, data, keep_unlabelled=True)
-    samples = loaded.samples
-    wanted = parse_split(split, "--split") if split else None
-    if wanted is not None and any(s.split is not None for s in samples):
-        samples = [s for s in samples if s.split == wanted]
-    elif wanted is not None:
-        log.info("%s has no splits: evaluating all %d samples", dataset, len(samples))
-    if not samples:
-        raise UserError(f"{dataset}: no samples in split {split!r} at {data}")
+    cfg = network.config
+    context = min(max_context or cfg.max_context, cfg.max_context)
+    samples = select_samples(dataset, data, split, None if pair_with else speakers)
+    use_text = modalities in ("text", "both")
+    use_audio = modalities in ("audio", "both")
 
     text_rows = audio_rows = None
-    text_table = torch.zeros(0, network.config.text_dim)
-    audio_table = torch.zeros(0, network.config.audio_dim)
-    if modalities in ("text", "both") and any(s.text for s in samples):
-        from .features import text_matrix
-        from .frontends.text import TextEncoder
-
-        encoder = TextEncoder()
-        check_frontend(checkpoint.frontends.get("text", {}), encoder.identity(), "text")
-        text_table = torch.from_numpy(text_matrix(samples, encoder))
-        text_rows = [i if s.text else -1 for i, s in enumerate(samples)]
-    if modalities in ("audio", "both") and any(s.audio_path for s in samples):
-        from .features import audio_matrix
-        from .frontends.whisper import WhisperEncoder
-
-        encoder = WhisperEncoder(asr_model, compute_type="int8")
-        check_frontend(checkpoint.frontends.get("audio", {}), encoder.identity(), "audio")
-        with_audio = [s for s in samples if s.audio_path]
-        rows = iter(range(len(with_audio)))
-        audio_rows = [next(rows) if s.audio_path else -1 for s in samples]
-        audio = torch.from_numpy(audio_matrix(with_audio, encoder))
-        audio_table = (audio - checkpoint.audio_mean) / checkpoint.audio_std
-    if text_rows is None and audio_rows is None:
-        raise UserError(f"{dataset}: the data has none of the requested modalities ({modalities})")
-    context = min(max_context or network.config.max_context, network.config.max_context)
+    text_table, audio_table = torch.zeros(0, cfg.text_dim), torch.zeros(0, cfg.audio_dim)
+    if use_text and any(s.text for s in samples):
+        text_rows, text_table = text_features(samples, checkpoint)
+    if pair_with is None and use_audio and any(s.audio_path for s in samples):
+        audio_rows, audio_table = audio_features(samples, checkpoint, asr_model)
     windows, excluded = build_windows(samples, checkpoint.label_set, context, text_rows, audio_rows)
+
+    if pair_with is not None:
+        clips = [s for s in select_samples(*pair_with, None, speakers) if s.audio_path]
+        clip_rows, clip_table = audio_features(clips, checkpoint, asr_model)
+        clip_windows, _ = build_windows(clips, checkpoint.label_set, 1, None, clip_rows)
+        windows = pseudo_pairs(windows, clip_windows, random.Random(seed))
+        if use_audio:
+            audio_table = clip_table
+        else:  # the same pairs, audio withheld
+            windows = [w.with_target_audio(MISSING) for w in windows]
+        excluded += len(clips) - len(windows)
+    elif text_rows is None and audio_rows is None:
+        raise UserError(f"{dataset}: the data has none of the requested modalities ({modalities})")
     if not windows:
         raise UserError(f"{dataset}: no sample has a label in {checkpoint.label_set.labels}")
     probs = predict_windows(network, windows, text_table, audio_table, dev)
     y_true = np.array([w.label for w in windows])
-    return score(y_true, probs.argmax(1), checkpoint.label_set.labels,
-                 n_excluded=excluded)
+    return score(y_true, probs.argmax(1), checkpoint.label_set.labels, n_excluded=excluded)

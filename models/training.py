@@ -39,7 +39,7 @@ from .losses import (
 from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
-from .windows import MISSING, Window, build_windows, collate
+from .windows import MISSING, Window, build_windows, collate, pseudo_pairs
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class DatasetSpec:
 
     modality: "text", "audio" or "both" (which feature tables to build).
     train/valid: corpus splits to use (text corpora); valid_speakers: speakers held out for
-    validation (audio corpora without splits). Paths are relative to the working directory.
+    validation, test_speakers: speakers never used (audio corpora without splits). Paths are
+    relative to the working directory.
     """
 
     name: str
@@ -59,6 +60,7 @@ class DatasetSpec:
     train: tuple[str, ...] = ("train",)
     valid: tuple[str, ...] = ("valid",)
     valid_speakers: tuple[str, ...] = ()
+    test_speakers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class TrainConfig:
         specs = []
         for d in raw.pop("datasets", []):
             d = dict(d)
-            for key in ("train", "valid", "valid_speakers"):
+            for key in ("train", "valid", "valid_speakers", "test_speakers"):
                 if key in d:
                     d[key] = tuple(str(v) for v in d[key])
             specs.append(DatasetSpec(**{**d, "path": Path(d["path"])}))
@@ -185,8 +187,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             )
 
         if spec.valid_speakers:
-            held = set(spec.valid_speakers)
-            tr, ex_tr = windows_of([s for s in samples if s.speaker not in held])
+            held, unseen = set(spec.valid_speakers), set(spec.test_speakers)
+            tr, ex_tr = windows_of([s for s in samples if s.speaker not in held | unseen])
             va, ex_va = windows_of([s for s in samples if s.speaker in held])
         else:
             tr, ex_tr = windows_of([s for s in samples if _in_split(s, spec.train)])
@@ -210,18 +212,6 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
         train=train, valid=valid, audio_train=audio_train, counts=counts,
     )
-
-
-def pseudo_pairs(text_windows: Sequence[Window], audio_windows: Sequence[Window], rng: random.Random) -> list[Window]:
-    """One pseudo-pair per audio clip: a random text window of the same label given that clip's
-    audio at its target."""
-    by_label: dict[int, list[Window]] = {}
-    for w in text_windows:
-        by_label.setdefault(w.label, []).append(w)
-    return [
-        rng.choice(by_label[a.label]).with_target_audio(a.audio_rows[-1])
-        for a in audio_windows if a.label in by_label
-    ]
 
 
 def drop_modalities(batch, p: float, generator: torch.Generator) -> None:
@@ -306,7 +296,8 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
         training={
             "name": config.name, "seed": config.seed,
             "datasets": [{"name": d.name, "modality": d.modality, "train": list(d.train),
-                          "valid": list(d.valid), "valid_speakers": list(d.valid_speakers)} for d in config.datasets],
+                          "valid": list(d.valid), "valid_speakers": list(d.valid_speakers),
+                          "test_speakers": list(d.test_speakers)} for d in config.datasets],
             "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
             "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
             "modality_dropout": config.modality_dropout},

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import random
+
 import numpy as np
 import torch
 
@@ -123,3 +125,15 @@ def collate(
     labels = torch.tensor([w.label for w in windows], dtype=torch.long)
     targets = torch.tensor([w.target for w in windows], dtype=torch.float32)
     return batch, labels, targets
+
+
+def pseudo_pairs(text_windows: Sequence[Window], audio_windows: Sequence[Window], rng: random.Random) -> list[Window]:
+    """One pseudo-pair per audio clip: a random text window of the same label given that clip's
+    audio at its target."""
+    by_label: dict[int, list[Window]] = {}
+    for w in text_windows:
+        by_label.setdefault(w.label, []).append(w)
+    return [
+        rng.choice(by_label[a.label]).with_target_audio(a.audio_rows[-1])
+        for a in audio_windows if a.label in by_label
+    ]

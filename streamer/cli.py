@@ -28,6 +28,10 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
     ev.add_argument("--modalities", default="both", choices=["audio", "text", "both"])
     ev.add_argument("--context", type=int, default=None, help="cut the dialogue context to N utterances")
+    ev.add_argument("--speakers", help="comma-separated speaker ids to keep (e.g. held-out test speakers)")
+    ev.add_argument("--pair-with", nargs=2, metavar=("DATASET", "PATH"),
+                    help="pair every clip of this audio dataset with a same-label turn of --dataset "
+                         "(pseudo-pairs: the shared data has no real audio+text pairs)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     ev.set_defaults(run=run_evaluate)
@@ -211,7 +215,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from models.evaluation import evaluate
 
     split = None if args.split == "all" else args.split
-    scores = evaluate(args.dataset, args.data, split, args.checkpoint, args.modalities, args.context, args.device)
+    scores = evaluate(
+        args.dataset, args.data, split, args.checkpoint, args.modalities, args.context, args.device,
+        speakers=args.speakers.split(",") if args.speakers else None,
+        pair_with=(args.pair_with[0], Path(args.pair_with[1])) if args.pair_with else None,
+    )
     _print_scores(scores, args.json)
     return 0
 

@@ -18,8 +18,8 @@ from models.data.sample import Sample, Split
 from models.labels import LABEL_SETS, Emotion
 from models.metrics import score
 from models.predictor import ContextItem, EmotionPredictor, load_network
-from models.training import TrainConfig, apply_override, pseudo_pairs
-from models.windows import MISSING, build_windows, collate
+from models.training import TrainConfig, apply_override
+from models.windows import MISSING, build_windows, collate, pseudo_pairs
 from streamer.errors import UserError
 
 CORE4 = LABEL_SETS["core4"]
