@@ -9,6 +9,7 @@ embedding, so a 4 s utterance costs a 4 s encoder pass.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class WhisperEncoder:
         model: str | None = None,
         device: str = "auto",
         compute_type: str = "default",
-        cpu_threads: int = 0,
+        cpu_threads: int | None = None,
         tail_pad_s: float = TAIL_PAD_S,
     ) -> None:
         from faster_whisper import WhisperModel
@@ -100,9 +101,9 @@ class WhisperEncoder:
         self.compute_type = compute_type
         self.tail_pad_s = tail_pad_s
         try:
-            self.whisper = WhisperModel(
-                path, device=self.device, compute_type=compute_type, cpu_threads=cpu_threads
-            )
+            # CTranslate2 defaults to 4 threads; more threads than cores only adds contention.
+            threads = cpu_threads if cpu_threads is not None else min(4, os.cpu_count() or 1)
+            self.whisper = WhisperModel(path, device=self.device, compute_type=compute_type, cpu_threads=threads)
         except (OSError, RuntimeError, ValueError) as err:
             raise UserError(f"cannot load Whisper model {self.name!r}: {err}") from err
         self._path = path
