@@ -95,7 +95,7 @@ def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean "not a checkpoint"
-        raise UserError(f"{path} is not a readable checkpoint: {err}") from err
+        raise UserError(f"{path} is not a readable checkpoint (torch.load: {type(err).__name__})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not an emostream checkpoint")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -57,7 +57,7 @@ def resolve_device(device: int | str | None) -> dict[str, Any]:
     """
     sd = sounddevice()
     inputs = [info for info in sd.query_devices() if info["max_input_channels"] > 0]
-    hint = "run `emostream --list-devices` to see the input devices"
+    hint = "run `emostream listen --list-devices` to see the input devices"
     if device is None:
         index = _default_input_index(sd)
         if index is None:

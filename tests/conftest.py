@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -106,3 +111,56 @@ def noise() -> Callable[[float, float], np.ndarray]:
         return (rng.standard_normal(round(seconds * SAMPLE_RATE)) * 10 ** (dbfs / 20)).astype(np.float32)
 
     return _noise
+
+
+# --- the command line as a subprocess (tests/test_cli_*.py, tests/test_listen.py) -------------
+
+EMOSTREAM = [sys.executable, "-m", "streamer.cli"]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for an `emostream` subprocess: this checkout first on the import path,
+    no colour codes."""
+    env = dict(os.environ, NO_COLOR="1", TERM="dumb")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_emostream(*args: str | os.PathLike[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `emostream ARGS...` to the end, stdin closed; stdout and stderr captured as text."""
+    return subprocess.run(
+        [*EMOSTREAM, *map(str, args)], cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def start_emostream(*args: str | os.PathLike[str], stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """Start `emostream ARGS...` with stdout piped (line-buffered text) for incremental reading.
+
+    SIGINT is reset to its default disposition in the child: a test runner started in the
+    background by a non-interactive shell ignores SIGINT, the child would inherit that, and
+    Python only turns SIGINT into KeyboardInterrupt when it was not ignored at startup.
+    """
+    return subprocess.Popen(
+        [*EMOSTREAM, *map(str, args)], cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line parsed as one JSON object (fails the test on any other line)."""
+    lines = stdout.splitlines()
+    assert lines, "no output on stdout"
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"stdout line is not JSON: {line!r}")
+        assert isinstance(records[-1], dict), line
+    return records
+
+
+def utterances(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == "utterance"]
