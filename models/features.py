@@ -85,7 +85,7 @@ def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = No
     def compute(_keys: Sequence[str]) -> np.ndarray:
         return np.stack([
             pool_mean_std(encoder.encode(load_sample_audio(s)).states)
-            for s in tqdm(samples, desc="whisper features", unit="utt")
+            for s in tqdm(samples, desc="whisper features", unit="utt", disable=None)
         ])
 
     kind = f"whisper-{encoder.identity()['window']}"
@@ -100,7 +100,7 @@ def egemaps_matrix(samples: Sequence[Sample], cache_dir: Path | None = None) -> 
 
     def compute(_keys: Sequence[str]) -> np.ndarray:
         return np.stack([
-            extractor(load_sample_audio(s)) for s in tqdm(samples, desc="eGeMAPS", unit="utt")
+            extractor(load_sample_audio(s)) for s in tqdm(samples, desc="eGeMAPS", unit="utt", disable=None)
         ])
 
     return cached_matrix("egemaps", extractor.identity(), _audio_keys(samples), compute, cache_dir)

@@ -257,7 +257,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
         rng.shuffle(windows)
         total = 0.0
-        for i in tqdm(range(0, len(windows), config.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch"):
+        for i in tqdm(range(0, len(windows), config.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=None):
             batch, y, target = collate(windows[i : i + config.batch_size], corpus.text_table, corpus.audio_table)
             drop_modalities(batch, config.modality_dropout, generator)
             batch, y, target = batch.to(device), y.to(device), target.to(device)

@@ -102,8 +102,10 @@ def run_session(
 
     def emit(new: list[EmotionEvent]) -> None:
         for event in new:
-            sinks.emit(event)
+            # Counted before it is written: a Ctrl-C that lands just after the JSON line was
+            # written must not leave the line out of the summary.
             events.append(event)
+            sinks.emit(event)
 
     sinks.header(settings.to_dict())
     try:
