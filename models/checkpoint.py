@@ -7,7 +7,6 @@ the checkpoint holds its digest; loading checks it, so a truncated or swapped fi
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from streamer.errors import UserError
 
+from .frontends.identity import sha256_of
 from .labels import LabelSet
 
 FORMAT = "emostream-checkpoint"
@@ -66,15 +66,6 @@ class Checkpoint:
         digest = sha256_of(path)
         path.with_suffix(path.suffix + ".sha256").write_text(f"{digest}  {path.name}\n")
         return digest
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:

@@ -14,8 +14,8 @@ from models.networks.common import (
     count_parameters,
 )
 from models.networks.config import FusionConfig, NetworkKind
-from models.networks.mcaf import MCAFMixer
-from models.networks.mha import AttentionMixer
+from models.networks.mcaf import mcaf_mixer
+from models.networks.mha import attention_mixer
 
 __all__ = [
     "FusionBatch", "FusionConfig", "FusionNetwork", "FusionOutput", "NetworkKind",
@@ -26,6 +26,6 @@ __all__ = [
 def build_network(config: FusionConfig) -> FusionNetwork:
     """The network ``config`` describes, freshly initialised (seed torch first to reproduce)."""
     if config.network is NetworkKind.MCAF:
-        return FusionNetwork(config, MCAFMixer(config), Pooling.CONCAT)
+        return FusionNetwork(config, mcaf_mixer(config), Pooling.CONCAT)
     cross = config.network is NetworkKind.CROSS_MHA
-    return FusionNetwork(config, AttentionMixer(config, cross), Pooling.STATS)
+    return FusionNetwork(config, attention_mixer(config, cross), Pooling.STATS)

@@ -161,6 +161,43 @@ class ModalityProjection(nn.Module):
         return torch.where(use[..., None], self.norm(self.proj(x)), self.placeholder)
 
 
+class TwoStreamLayer(nn.Module):
+    """Pre-LN layer over the audio and text streams: attention block, then a feed-forward block
+    per stream. Subclasses define the attention block in ``forward`` and call :meth:`feed_forward`.
+    """
+
+    def __init__(self, config: FusionConfig):
+        super().__init__()
+        D, h = config.d_model, config.n_heads
+        self.audio_norm1 = nn.LayerNorm(D)
+        self.text_norm1 = nn.LayerNorm(D)
+        self.audio_attn = MultiHeadAttention(D, h, config.dropout)  # produces the audio update
+        self.text_attn = MultiHeadAttention(D, h, config.dropout)   # produces the text update
+        self.audio_norm2 = nn.LayerNorm(D)
+        self.text_norm2 = nn.LayerNorm(D)
+        self.audio_ffn = FeedForward(D, config.dropout)
+        self.text_ffn = FeedForward(D, config.dropout)
+
+    def feed_forward(self, audio: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """Residual feed-forward block of each stream: [B, T, D] -> [B, T, D]."""
+        audio = audio + self.audio_ffn(self.audio_norm2(audio))
+        text = text + self.text_ffn(self.text_norm2(text))
+        return audio, text
+
+
+class LayerStack(nn.Module):
+    """``n_layers`` two-stream layers applied in turn: (audio, text) [B, T, D] -> same shapes."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, audio: Tensor, text: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        for layer in self.layers:
+            audio, text = layer(audio, text, mask)
+        return audio, text
+
+
 class FusionNetwork(nn.Module):
     """Input encoding -> mixer -> pooling of the target's two states -> classifier.
 

@@ -18,29 +18,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from models.networks.common import FeedForward, MultiHeadAttention, attend
+from models.networks.common import LayerStack, TwoStreamLayer, attend
 from models.networks.config import FusionConfig
 
 
-class MCAFLayer(nn.Module):
+class MCAFLayer(TwoStreamLayer):
     """One MCAF layer over both modality sequences.
 
     ``w_fa``, ``w_ft``: [h, dk, dk] mutual correlation factors (initialised N(0, 0.02)).
     """
 
     def __init__(self, config: FusionConfig):
-        super().__init__()
-        D, h = config.d_model, config.n_heads
-        self.audio_norm1 = nn.LayerNorm(D)
-        self.text_norm1 = nn.LayerNorm(D)
-        self.audio_attn = MultiHeadAttention(D, h, config.dropout)
-        self.text_attn = MultiHeadAttention(D, h, config.dropout)
-        self.w_fa = nn.Parameter(torch.randn(h, D // h, D // h) * 0.02)
-        self.w_ft = nn.Parameter(torch.randn(h, D // h, D // h) * 0.02)
-        self.audio_norm2 = nn.LayerNorm(D)
-        self.text_norm2 = nn.LayerNorm(D)
-        self.audio_ffn = FeedForward(D, config.dropout)
-        self.text_ffn = FeedForward(D, config.dropout)
+        super().__init__(config)
+        h, dk = config.n_heads, config.d_model // config.n_heads
+        self.w_fa = nn.Parameter(torch.randn(h, dk, dk) * 0.02)
+        self.w_ft = nn.Parameter(torch.randn(h, dk, dk) * 0.02)
 
     def forward(self, audio: Tensor, text: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """audio, text: [B, T, D]; mask: [B, 1, T, T] bool. Returns (audio, text), [B, T, D]."""
@@ -53,19 +45,9 @@ class MCAFLayer(nn.Module):
         p = self.audio_attn.dropout if self.training else 0.0
         audio = audio + self.audio_attn.combine(attend(qa, ka, va, mask, p))
         text = text + self.text_attn.combine(attend(qt, kt, vt, mask, p))
-        audio = audio + self.audio_ffn(self.audio_norm2(audio))
-        text = text + self.text_ffn(self.text_norm2(text))
-        return audio, text
+        return self.feed_forward(audio, text)
 
 
-class MCAFMixer(nn.Module):
+def mcaf_mixer(config: FusionConfig) -> LayerStack:
     """``n_layers`` MCAF layers: (audio, text) [B, T, D] -> (audio, text) [B, T, D]."""
-
-    def __init__(self, config: FusionConfig):
-        super().__init__()
-        self.layers = nn.ModuleList(MCAFLayer(config) for _ in range(config.n_layers))
-
-    def forward(self, audio: Tensor, text: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        for layer in self.layers:
-            audio, text = layer(audio, text, mask)
-        return audio, text
+    return LayerStack([MCAFLayer(config) for _ in range(config.n_layers)])
