@@ -233,7 +233,7 @@ def run_crossval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output on stderr")
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads (default 1: the fusion network and MiniLM work on tiny tensors, where "
@@ -250,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr and exit 2 for user errors, 130 for Ctrl-C."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
     import torch
+    from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(max(1, args.threads))
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
     try:
         return args.run(args)
     except UserError as err:

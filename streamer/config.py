@@ -10,13 +10,16 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import ContextConfig
 from .errors import UserError
 from .records import Speaker
 from .segmenter import SegmenterConfig
 from .transcriber import TranscriberConfig
+
+if TYPE_CHECKING:
+    from .speakers import SpeakerConfig
 
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 

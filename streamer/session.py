@@ -8,9 +8,12 @@ loop; what was emitted stays emitted and the summary is still written.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from models.frontends.identity import same_frontend
 from models.predictor import EmotionPredictor
@@ -69,6 +72,31 @@ def build_pipeline(settings: Settings, channels: int) -> Pipeline:
     )
 
 
+@contextmanager
+def stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``stop`` and the caller ends at its next block; a second
+    one raises KeyboardInterrupt as usual.
+
+    A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed by
+    library code that runs Python callbacks (about one Ctrl-C in ten was lost that way); a flag
+    checked once per block cannot. Outside the main thread the default handling stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass(frozen=True)
 class SessionResult:
     events: list[EmotionEvent]
@@ -91,6 +119,7 @@ def run_session(
     """
     events: list[EmotionEvent] = []
     interrupted = False
+    stop = threading.Event()
     started = time.perf_counter()
     last_status = float("-inf")
     max_seconds = settings.input.max_seconds
@@ -109,18 +138,22 @@ def run_session(
 
     sinks.header(settings.to_dict())
     try:
-        for block in blocks:
-            if max_seconds is not None and block.start >= max_seconds:
-                break
-            emit(pipeline.feed(block))
-            if time.perf_counter() - last_status >= STATUS_EVERY_S:
-                report(state)
-                last_status = time.perf_counter()
-        emit(pipeline.flush())
-    except KeyboardInterrupt:
-        interrupted = True
-        log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", pipeline.processed_until)
+        with stop_on_sigint(stop):
+            for block in blocks:
+                if stop.is_set() or (max_seconds is not None and block.start >= max_seconds):
+                    break
+                emit(pipeline.feed(block))
+                if time.perf_counter() - last_status >= STATUS_EVERY_S:
+                    report(state)
+                    last_status = time.perf_counter()
+            if not stop.is_set():
+                emit(pipeline.flush())
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+        stop.set()
     finally:
+        interrupted = stop.is_set()
+        if interrupted:
+            log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", pipeline.processed_until)
         report(RunState.FINISHED)
         sinks.close(summarize(events, pipeline.processed_until))
     return SessionResult(events, interrupted)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import Checkpoint, load_checkpoint
+from models.checkpoint import load_checkpoint
 from models.data.sample import Sample, Split
 from models.labels import LABEL_SETS, Emotion
 from models.metrics import score
-from models.predictor import ContextItem, EmotionPredictor, load_network
+from models.predictor import ContextItem, EmotionPredictor
 from models.training import TrainConfig, apply_override
 from models.windows import MISSING, build_windows, collate, pseudo_pairs
 from streamer.errors import UserError

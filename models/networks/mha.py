@@ -10,7 +10,7 @@ pre-LN like :mod:`.mcaf`.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from models.networks.common import LayerStack, TwoStreamLayer
 from models.networks.config import FusionConfig
