@@ -345,7 +345,7 @@ def report(runs: list[RunResult], long_run: RunResult | None, args: argparse.Nam
         f"fusion checkpoint `{ckpt.spec.checkpoint or 'default (shipped)'}` sha256 `{ckpt.checkpoint_sha256}`.",
         f"Load average (1/5/15 min) before each run: {'; '.join(loads)}.",
         "",
-        f"Command: `python benchmarks/streaming.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        "Command: `" + " ".join(["python", "benchmarks/streaming.py", *sys.argv[1:]]) + "`",
         "",
         summary_table(runs + ([long_run] if long_run else [])),
     ]
