@@ -126,15 +126,15 @@ class _TextFrontend(_Frontend):
         return out
 
 
-def test_training_learns_and_checkpoint_round_trips(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+def _tiny_config(tmp_path: Path, device: str = "cpu", epochs: int = 12) -> TrainConfig:
+    """A small text-only training config over :func:`_jsonl_corpus`."""
     data = _jsonl_corpus(tmp_path)
     config_path = tmp_path / "c.toml"
     config_path.write_text(f"""
 name = "tiny"
 seed = 3
 label_set = "iemocap4"
-device = "cpu"
+device = "{device}"
 [network]
 d_model = 16
 n_heads = 2
@@ -142,7 +142,7 @@ n_layers = 1
 max_context = 4
 text_dim = 8
 [optim]
-epochs = 12
+epochs = {epochs}
 batch_size = 16
 lr = 0.01
 patience = 12
@@ -151,9 +151,14 @@ name = "iemocap-text"
 path = "{data}"
 modality = "text"
 """)
+    return TrainConfig.from_toml(config_path)
+
+
+def test_training_learns_and_checkpoint_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
     from models.training import train
 
-    config = TrainConfig.from_toml(config_path)
+    config = _tiny_config(tmp_path)
     checkpoint = train(config, {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m.pt")
     history = checkpoint.training["history"]
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
@@ -178,6 +183,19 @@ modality = "text"
     # a second run with the same seed gives the same weights
     again = train(config, {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m2.pt")
     assert all(torch.equal(again.state_dict[k], v) for k, v in checkpoint.state_dict.items())
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_and_prediction_on_cuda(tmp_path, monkeypatch):
+    from models.training import train
+
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    train(_tiny_config(tmp_path, device="cuda", epochs=2), {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m.pt")
+    predictor = EmotionPredictor(tmp_path / "m.pt", device="auto")
+    assert predictor.device.type == "cuda"
+    vector = _TextFrontend(8, "fake-text").embed(["hate it"])[0]
+    assert sum(predictor.predict([ContextItem(None, vector, "A")]).values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path):
