@@ -24,7 +24,7 @@ from .data.sample import Sample, parse_split
 from .frontends.identity import same_frontend
 from .metrics import Scores, score
 from .predictor import load_network, pick_device, predict_windows
-from .windows import MISSING, build_windows, pseudo_pairs
+from .windows import MISSING, Window, build_windows, pseudo_pairs
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ def evaluate(
     what the network is given ("audio", "text" or "both"), where the data has it. max_context:
     cut the dialogue context to this many utterances (1 = no context). speakers: keep only these
     speakers (of both datasets). pair_with: (audio dataset, path) whose clips are paired with
-    same-label turns of ``dataset`` (seeded by ``seed``); only the pairs are scored.
+    same-label turns of ``dataset`` (seeded by ``seed``); only the pairs are scored, and
+    ``n_excluded`` counts the clips left unpaired. With ``modalities="audio"`` each clip is scored
+    alone; with ``"text"`` its partner turn is, in its dialogue context.
     """
     if modalities not in MODALITIES:
         raise UserError(f"--modalities must be one of {', '.join(MODALITIES)}")
@@ -127,11 +129,13 @@ def evaluate(
         clip_rows, clip_table = audio_features(clips, checkpoint, asr_model)
         clip_windows, _ = build_windows(clips, checkpoint.label_set, 1, None, clip_rows)
         windows = pseudo_pairs(windows, clip_windows, random.Random(seed))
+        excluded = len(clips) - len(windows)  # clips outside the label set or without a partner
+        if not use_text:  # the clip alone, as the audio corpus is scored on its own
+            windows = [Window((MISSING,), w.audio_rows[-1:], w.speakers[-1:], w.label, w.target) for w in windows]
         if use_audio:
             audio_table = clip_table
         else:  # the same pairs, audio withheld
             windows = [w.with_target_audio(MISSING) for w in windows]
-        excluded += len(clips) - len(windows)
     elif text_rows is None and audio_rows is None:
         raise UserError(f"{dataset}: the data has none of the requested modalities ({modalities})")
     if not windows:
