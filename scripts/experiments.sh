@@ -2,7 +2,8 @@
 # Reproduces every figure of models/MODEL_CARD.md (about 1.5 h on a 2-core CPU; features are cached
 # under ~/.cache/emostream after the first run). Run from the project root with ../shared beside it:
 #   bash scripts/experiments.sh [text|audio|fusion|all]
-# Checkpoints and JSON results go to runs/ (ignored by git).
+# Checkpoints and JSON results go to runs/ (ignored by git); `python scripts/results_table.py`
+# prints the model card's fusion tables from them.
 set -euo pipefail
 part=${1:-all}
 DATA=../shared/data
@@ -49,7 +50,7 @@ if [[ $part == fusion || $part == all ]]; then
     evaluate "$name.meld-dev" $ck --dataset meld --data $DATA/text/meld/MELD --split valid
     evaluate "$name.turevdb-test" $ck --dataset turevdb --data $DATA/audio/turevdb --speakers 1358
     evaluate "$name.emodb-test" $ck --dataset emodb --data $DATA/audio/emodb --speakers 15,16
-    for m in both text audio; do
+    for m in both text; do  # audio alone on the same clips = the *-test rows above
       evaluate "$name.pairs-turevdb.$m" $ck --dataset iemocap-text --data $IEMOCAP --split test \
         --pair-with turevdb $DATA/audio/turevdb --speakers 1358 --modalities $m
       evaluate "$name.pairs-emodb.$m" $ck --dataset iemocap-text --data $IEMOCAP --split test \
