@@ -37,7 +37,7 @@ class RunState(str, Enum):
 class RuntimeStatus:
     """A snapshot of the runtime's health, reported to the sinks now and then."""
 
-    stream_time: float  # seconds of audio received so far
+    stream_time: float  # seconds: stream time the runtime has reached
     lag_s: float  # seconds: stream time received minus stream time processed
     queue_depth: int  # audio blocks waiting in the input queue
     dropped_blocks: int  # blocks dropped because the queue was full, since start

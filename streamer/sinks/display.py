@@ -116,7 +116,8 @@ def _speaker_panel(state: DisplayState, speaker: Speaker, inner_width: int) -> P
         )
     n = sum(e.speaker is speaker for e in state.events)
     dominant = max(distribution, key=distribution.__getitem__)
-    return Panel(bars, title=title, subtitle=f"{n} utterances, mostly {dominant}")
+    noun = "utterance" if n == 1 else "utterances"
+    return Panel(bars, title=title, subtitle=f"{n} {noun}, mostly {dominant}")
 
 
 def _transcript(state: DisplayState) -> Panel:
@@ -174,8 +175,10 @@ def _timeline(state: DisplayState, width: int) -> Panel:
             else:
                 row.append(_SPOKEN, style=emotion_colour(label))
         rows.append(row)
-    legend = Text("  ").join(Text(f"{_SPOKEN} {label}", style=emotion_colour(label)) for label in state.labels)
-    title = f"Timeline 0-{state.end_time:.0f} s ({state.end_time / n_cells:.1f} s per cell)"
+    legend = Text("  ").join(
+        Text(f"{_SPOKEN} {label}", style=emotion_colour(label)) for label in state.labels
+    )
+    title = f"Timeline 0-{state.end_time:.0f} s ({state.end_time / n_cells:.2g} s per cell)"
     return Panel(Group(*rows, legend), title=title)
 
 

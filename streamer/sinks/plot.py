@@ -52,6 +52,7 @@ def write_plot(events: Sequence[EmotionEvent], path: Path) -> None:
             ax.grid(alpha=0.3)
         axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
         axes[-1].set_xlabel("stream time (s)")
+        axes[-1].set_xlim(left=0.0)
     try:
         fig.savefig(path)
     except OSError as e:

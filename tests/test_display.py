@@ -1,0 +1,196 @@
+"""The live display: a pure render of a state snapshot, checked on a fixed-width capture console."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from streamer.records import Speaker
+from streamer.sinks import DisplayState, JsonlSink, LiveDisplaySink, RunState, RuntimeStatus, render, summarize
+from streamer.sinks.base import EMOTION_COLOURS, emotion_colour
+from streamer.sinks.display import timeline_cells
+from tests.test_sinks import EVENTS, STATUS, event, run_session
+
+WIDTH = 100
+
+
+def capture_console() -> Console:
+    return Console(file=io.StringIO(), width=WIDTH, force_terminal=False, color_system=None)
+
+
+def rendered(state: DisplayState) -> str:
+    console = capture_console()
+    console.print(render(state, WIDTH))
+    return console.file.getvalue()
+
+
+def state_of(events, smoothing: float = 0.5, status: RuntimeStatus | None = STATUS) -> DisplayState:
+    state = DisplayState(smoothing=smoothing)
+    for e in events:
+        state = state.with_event(e)
+    return state.with_status(status) if status is not None else state
+
+
+def speaker_row(text: str, label: str) -> tuple[str, str]:
+    """The (speaker A half, speaker B half) of the bar line for `label`."""
+    line = next(line for line in text.splitlines() if f"│ {label} " in line)
+    return line[: WIDTH // 2], line[WIDTH // 2 :]
+
+
+def test_render_shows_speakers_bars_transcript_and_status():
+    text = rendered(state_of(EVENTS))
+    assert "Speaker A" in text and "Speaker B" in text
+    # A, smoothing 0.5 over neutral .7/.2/.3, happy .2/.1/0, angry .1/.7/.7:
+    #   neutral .5*.3 + .5*(.5*.2 + .5*.7) = .375, happy .075, angry .55; B: its one utterance.
+    a_neutral, b_neutral = speaker_row(text, "neutral")
+    assert a_neutral.rstrip(" │").endswith("38%") and b_neutral.rstrip(" │").endswith("10%")
+    a_angry, b_angry = speaker_row(text, "angry")
+    assert a_angry.rstrip(" │").endswith("55%") and b_angry.rstrip(" │").endswith("80%")
+    assert "3 utterances, mostly angry" in text and "1 utterance, mostly angry" in text
+    for e in EVENTS:
+        assert e.text in text
+    assert "[neutral 70%]  Hello there, how are you?" in text
+    assert "[angry 80%]" in text
+    assert "replaying  stream 8.0 s  lag 0.35 s  queue 1  dropped 3  overflows 0" in text
+    assert all(len(line) <= WIDTH for line in text.splitlines())
+
+
+def test_bar_length_follows_probability():
+    text = rendered(state_of(EVENTS, smoothing=1.0))
+    _, b_angry = speaker_row(text, "angry")
+    _, b_happy = speaker_row(text, "happy")
+    assert b_angry.count("█") > 6 * b_happy.count("█") > 0
+
+
+def test_smoothing_one_shows_the_latest_utterance():
+    state = state_of(EVENTS, smoothing=1.0)
+    assert state.current[Speaker.A] == EVENTS[3].emotions
+    assert state.current[Speaker.B] == EVENTS[1].emotions
+
+
+def test_smoothing_is_exponential_per_speaker():
+    state = state_of(EVENTS[:3], smoothing=0.25)
+    # A: .25 * (.2, .1, .7) + .75 * (.7, .2, .1); B's utterance in between does not count.
+    assert state.current[Speaker.A] == pytest.approx({"neutral": 0.575, "happy": 0.175, "angry": 0.25})
+
+
+def test_with_event_returns_a_new_state():
+    empty = DisplayState()
+    one = empty.with_event(EVENTS[0])
+    assert empty.events == () and empty.current == {} and empty.labels == ()
+    assert one.events == (EVENTS[0],) and one.labels == ("neutral", "happy", "angry")
+    assert one.with_status(STATUS).status == STATUS and one.status is None
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1.5])
+def test_smoothing_out_of_range(smoothing):
+    with pytest.raises(ValueError):
+        DisplayState(smoothing=smoothing)
+
+
+def test_empty_state_renders():
+    text = rendered(DisplayState())
+    assert text.count("waiting for speech") == 2
+    assert "no utterances yet" in text and "starting" in text
+
+
+def test_transcript_keeps_the_last_lines():
+    events = [event(i, Speaker.A if i % 2 else Speaker.B, i, i + 0.5, f"line number {i:02d}", {"calm": 1.0})
+              for i in range(10)]
+    text = rendered(state_of(events))
+    assert "line number 00" not in text and "line number 01" not in text
+    assert all(f"line number {i:02d}" in text for i in range(2, 10))
+
+
+def test_labels_come_from_the_events():
+    events = [event(0, Speaker.A, 0.0, 1.0, "beep", {"zorg": 0.6, "blip": 0.4})]
+    text = rendered(state_of(events))
+    a_zorg, _ = speaker_row(text, "zorg")
+    assert a_zorg.rstrip(" │").endswith("60%")
+    assert "[zorg 60%]" in text and "neutral" not in text
+    assert emotion_colour("zorg") == emotion_colour("zorg") and "zorg" not in EMOTION_COLOURS
+    assert emotion_colour("angry") == EMOTION_COLOURS["angry"]
+
+
+def test_timeline_cells():
+    # 10 s over 10 cells: A speaks 0.5-2.0 (neutral) and 5.0-6.0, 6.5-7.5 (angry)
+    cells = timeline_cells(EVENTS, Speaker.A, end_time=10.0, n_cells=10)
+    assert cells == ["neutral", "neutral", None, None, None, "angry", "angry", "angry", None, None]
+    b = timeline_cells(EVENTS, Speaker.B, end_time=10.0, n_cells=10)
+    assert b == [None, None, "angry", "angry", "angry", None, None, None, None, None]
+    assert timeline_cells(EVENTS, Speaker.A, end_time=0.0, n_cells=4) == [None] * 4
+
+
+def test_timeline_cell_goes_to_the_longest_overlap():
+    events = [event(0, Speaker.A, 0.0, 0.3, "a", {"sad": 1.0}), event(1, Speaker.A, 0.3, 1.0, "b", {"calm": 1.0})]
+    assert timeline_cells(events, Speaker.A, end_time=2.0, n_cells=2) == ["calm", None]
+
+
+def test_timeline_rendered_rows():
+    text = rendered(state_of(EVENTS))
+    row_a = next(line for line in text.splitlines() if line.startswith("│ A "))
+    row_b = next(line for line in text.splitlines() if line.startswith("│ B "))
+    n_cells = WIDTH - 6
+    # A speaks 3.5 s of 8 s, B 2 s: cells rounded outwards at both ends of each utterance
+    assert 3.5 / 8 * n_cells <= row_a.count("█") <= 3.5 / 8 * n_cells + 6
+    assert 2.0 / 8 * n_cells <= row_b.count("█") <= 2.0 / 8 * n_cells + 2
+    assert row_a.count("█") + row_a.count("·") == n_cells
+
+
+def test_lag_and_drops_are_red():
+    state = state_of(EVENTS, status=RuntimeStatus(9.0, 3.0, 5, 2, 1, RunState.LISTENING))
+    console = Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system="standard")
+    console.print(render(state, WIDTH))
+    status_line = console.file.getvalue().splitlines()[-1]
+    assert "listening" in status_line
+    assert "\x1b[31m3.00 s" in status_line and "\x1b[31m2" in status_line and "\x1b[31m1" in status_line
+
+
+def test_live_sink_draws_on_its_console_and_never_on_stdout(capsys):
+    console = capture_console()
+    run_session(LiveDisplaySink(console, auto_refresh=False))
+    drawn = console.file.getvalue()
+    assert "Speaker A" in drawn and "That's awful." in drawn and "dropped 3" in drawn
+    captured = capsys.readouterr()
+    assert captured.out == ""
+
+
+def test_live_sink_on_a_terminal_never_writes_stdout(capsys):
+    console = Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system="truecolor")
+    run_session(LiveDisplaySink(console, auto_refresh=False))
+    assert "\x1b[" in console.file.getvalue() and "That's awful." in console.file.getvalue()
+    assert capsys.readouterr().out == ""
+
+
+def test_live_sink_leaves_stdout_to_the_data(capsys):
+    """While the display is live on a terminal, stdout still goes to stdout (no redirection)."""
+    console = Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system="truecolor")
+    sink = LiveDisplaySink(console, auto_refresh=False)
+    sink.header({})
+    JsonlSink().emit(EVENTS[0])  # resolves sys.stdout while the display is live
+    sink.emit(EVENTS[0])
+    sink.close(summarize(EVENTS))
+    assert json.loads(capsys.readouterr().out)["text"] == EVENTS[0].text
+    assert '"type": "utterance"' not in console.file.getvalue()
+
+
+def test_live_sink_default_console_is_stderr(capsys):
+    sink = LiveDisplaySink()  # auto refresh from its own thread
+    run_session(sink)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Hello there, how are you?" in captured.err
+
+
+def test_live_sink_after_close_draws_nothing():
+    console = capture_console()
+    sink = LiveDisplaySink(console, auto_refresh=False)
+    run_session(sink)
+    drawn = console.file.getvalue()
+    sink.emit(EVENTS[0])
+    assert console.file.getvalue() == drawn
+    assert sink.state.events[-1] == EVENTS[0]
+
