@@ -140,7 +140,7 @@ def run_session(
     try:
         with stop_on_sigint(stop):
             for block in blocks:
-                if stop.is_set() or (max_seconds is not None and block.start >= max_seconds):
+                if stop.is_set() or sinks.reader_gone or (max_seconds is not None and block.start >= max_seconds):
                     break
                 emit(pipeline.feed(block))
                 if time.perf_counter() - last_status >= STATUS_EVERY_S:

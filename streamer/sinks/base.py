@@ -83,6 +83,11 @@ class Sinks:
         for sink in self.sinks:
             sink.close(summary)
 
+    @property
+    def reader_gone(self) -> bool:
+        """True once a data sink's reader has gone (``emostream ... | head``): time to stop."""
+        return any(getattr(sink, "reader_gone", False) for sink in self.sinks)
+
 
 # rich colour names for the canonical emotions; labels not listed here get a fallback colour.
 EMOTION_COLOURS: dict[str, str] = {
