@@ -39,12 +39,14 @@ if [[ $part == audio || $part == all ]]; then
 fi
 
 if [[ $part == fusion || $part == all ]]; then
-  # The shipped model and its ablations (same config, one change each).
+  # The shipped model (default.toml: λ1 = λ2 = 0, chosen on validation) and its ablations.
+  ALIGN=(--set objectives.alignment=0.1 --set objectives.matching=0.1)
   train default models/configs/default.toml
   train default-nocontext models/configs/default.toml --set network.max_context=1
-  train default-noalign models/configs/default.toml --set objectives.alignment=0 --set objectives.matching=0
-  train default-nopairs models/configs/default.toml --set objectives.pseudo_pairs=false
-  for name in default default-nocontext default-noalign default-nopairs; do
+  train align models/configs/default.toml "${ALIGN[@]}"
+  train align-nocontext models/configs/default.toml "${ALIGN[@]}" --set network.max_context=1
+  train align-nopairs models/configs/default.toml "${ALIGN[@]}" --set objectives.pseudo_pairs=false
+  for name in default default-nocontext align align-nocontext align-nopairs; do
     ck=runs/$name.pt
     evaluate "$name.iemocap" $ck --dataset iemocap-text --data $IEMOCAP --split test
     evaluate "$name.meld-dev" $ck --dataset meld --data $DATA/text/meld/MELD --split valid

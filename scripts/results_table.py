@@ -9,11 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-MODELS = {
-    "default": "shipped (context 16, alignment + matching, pseudo-pairs)",
-    "default-nocontext": "no context (`network.max_context=1`)",
-    "default-noalign": "no alignment / matching (`alignment=0`, `matching=0`)",
-    "default-nopairs": "no pseudo-pairs (`pseudo_pairs=false`)",
+MODELS = {  # run name in runs/ -> how it was trained
+    "default": "**shipped**: context 16, λ = 0, pseudo-pairs",
+    "default-nocontext": "no context, λ = 0, pseudo-pairs",
+    "align": "context 16, λ = 0.1 (alignment + matching), pseudo-pairs",
+    "align-nocontext": "no context, λ = 0.1, pseudo-pairs",
+    "align-nopairs": "context 16, λ = 0.1, no pseudo-pairs",
 }
 EVALS = {
     "iemocap": "IEMOCAP Session 5, text + context",
