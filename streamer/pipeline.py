@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
@@ -21,15 +21,12 @@ from models.predictor import ContextItem, EmotionPredictor
 
 from .context import ContextConfig, DialogueContext
 from .framing import Framer
-from .records import AudioBlock, EmotionEvent, Speaker, Transcript, Utterance
+from .records import AudioBlock, EmotionEvent, Transcript, Utterance
 from .segmenter import Segmenter, SegmenterConfig
+from .speakers import SpeakerAttributor
 from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
-
-
-class Attributor(Protocol):
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker: ...
 
 
 class Pipeline:
@@ -47,7 +44,7 @@ class Pipeline:
         channels: int,
         segmenter: SegmenterConfig,
         transcriber: Transcriber,
-        attributor: Attributor,
+        attributor: SpeakerAttributor,
         predictor: EmotionPredictor,
         text_encoder=None,
         use_audio: bool = True,
