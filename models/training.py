@@ -78,6 +78,7 @@ class TrainConfig:
     matching: float = 0.0  # λ2
     temperature: float = 0.1
     modality_dropout: float = 0.2
+    context_truncation: float = 0.0  # probability of cutting a window's context to a random length
     pseudo_pairs: bool = False
     epochs: int = 30
     batch_size: int = 64
@@ -214,6 +215,21 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     )
 
 
+def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) -> list[Window]:
+    """With probability p, keep only the last k utterances of a window, k uniform in 1..T.
+
+    Against emotional inertia: a network that always sees long, emotionally steady contexts learns
+    to copy the context's emotion onto the target.
+    """
+    out = []
+    for w in windows:
+        if p > 0 and len(w.text_rows) > 1 and rng.random() < p:  # p = 0 draws nothing: runs stay reproducible
+            k = rng.randint(1, len(w.text_rows))
+            w = Window(w.text_rows[-k:], w.audio_rows[-k:], w.speakers[-k:], w.label, w.target)
+        out.append(w)
+    return out
+
+
 def drop_modalities(batch, p: float, generator: torch.Generator) -> None:
     """Where the target has both modalities, hide its audio (prob p) or else its text (prob p)."""
     both = batch.audio_present[:, -1] & batch.text_present[:, -1]  # [B]
@@ -252,7 +268,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(config.epochs):
         network.train()
-        windows = list(corpus.train)
+        windows = truncate_context(corpus.train, config.context_truncation, rng)
         if config.pseudo_pairs:
             windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
         rng.shuffle(windows)
@@ -300,7 +316,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
                           "test_speakers": list(d.test_speakers)} for d in config.datasets],
             "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
             "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
-            "modality_dropout": config.modality_dropout},
+            "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation},
             "best_valid_uwf1": round(best, 4), "history": history,
             "parameters": count_parameters(network),
         },

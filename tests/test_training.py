@@ -221,3 +221,19 @@ def test_scores_on_known_predictions():
     assert s.uwf1 == pytest.approx((f1_a + f1_b + 0) / 3)
     assert s.wf1 == pytest.approx((3 * f1_a + 2 * f1_b) / 6)
     assert s.n == 6 and s.n_excluded == 2
+
+
+def test_context_truncation_keeps_the_target_and_p0_is_a_no_op():
+    import random
+
+    from models.training import truncate_context
+
+    samples = [_sample(i, Emotion.NEUTRAL, speaker="MF"[i % 2]) for i in range(6)]
+    windows, _ = build_windows(samples, CORE4, 6, list(range(6)), None)
+    rng = random.Random(0)
+    assert truncate_context(windows, 0.0, rng) == windows
+    assert rng.random() == random.Random(0).random()  # p = 0 drew nothing
+    cut = truncate_context(windows, 1.0, random.Random(1))
+    assert all(c.text_rows == w.text_rows[-len(c.text_rows):] for c, w in zip(cut, windows))
+    assert all(c.label == w.label and c.speakers[-1] == w.speakers[-1] for c, w in zip(cut, windows))
+    assert any(len(c.text_rows) < len(w.text_rows) for c, w in zip(cut, windows))
