@@ -46,6 +46,9 @@ if [[ $part == fusion || $part == all ]]; then
   train align models/configs/default.toml "${ALIGN[@]}"
   train align-nocontext models/configs/default.toml "${ALIGN[@]}" --set network.max_context=1
   train align-nopairs models/configs/default.toml "${ALIGN[@]}" --set objectives.pseudo_pairs=false
+  # Against emotional inertia (model card): cut half the training contexts to a random length.
+  train default-ctxtrunc models/configs/default.toml --set objectives.context_truncation=0.5
+  evaluate default-ctxtrunc.iemocap runs/default-ctxtrunc.pt --dataset iemocap-text --data $IEMOCAP --split test
   for name in default default-nocontext align align-nocontext align-nopairs; do
     ck=runs/$name.pt
     evaluate "$name.iemocap" $ck --dataset iemocap-text --data $IEMOCAP --split test
