@@ -60,6 +60,7 @@ CASES: dict[str, tuple[Callable[[Path], list[Any]], str]] = {
         lambda d: ["replay", MONO, "--checkpoint", write("corrupt.pt", RANDOM_BYTES)(d)], "not a readable checkpoint"
     ),
     "unknown device": (lambda d: ["listen", "--device", "no-such-device"], "`emostream listen --list-devices`"),
+    "unknown ASR model": (lambda d: ["replay", MONO, "--asr-model", "no-such-model"], "cannot load Whisper model"),
 }
 
 

@@ -105,7 +105,11 @@ class WhisperEncoder:
             threads = cpu_threads if cpu_threads is not None else min(4, os.cpu_count() or 1)
             self.whisper = WhisperModel(path, device=self.device, compute_type=compute_type, cpu_threads=threads)
         except (OSError, RuntimeError, ValueError) as err:
-            raise UserError(f"cannot load Whisper model {self.name!r}: {err}") from err
+            reason = " ".join(str(err).split())[:300]  # one line, whatever the library said
+            raise UserError(
+                f"cannot load Whisper model {self.name!r} ({reason}); offline, use the embedded "
+                "tiny.en (no --asr-model) or a local CTranslate2 model directory"
+            ) from err
         self._path = path
 
     @property
