@@ -27,6 +27,11 @@ if [[ $part == text || $part == all ]]; then
   done
   train iemocap6-mcaf-nocontext models/configs/iemocap6.toml --set network.max_context=1
   evaluate iemocap6-mcaf-nocontext.test runs/iemocap6-mcaf-nocontext.pt --dataset iemocap-text --data $IEMOCAP --split test
+  train iemocap6-mcaf-d03 models/configs/iemocap6.toml --set network.dropout=0.3
+  train iemocap6-mcaf-d03-lr5e4 models/configs/iemocap6.toml --set network.dropout=0.3 --set optim.lr=5e-4
+  for name in iemocap6-mcaf-d03 iemocap6-mcaf-d03-lr5e4; do
+    evaluate "$name.test" "runs/$name.pt" --dataset iemocap-text --data $IEMOCAP --split test
+  done
 fi
 
 if [[ $part == audio || $part == all ]]; then
