@@ -44,6 +44,10 @@ class Checkpoint:
     def name(self) -> str:
         return self.training.get("name", "custom")
 
+    def standardise_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Acoustic vectors [N, audio_dim] scaled as in training (zero mean, unit variance)."""
+        return (audio - self.audio_mean) / self.audio_std
+
     def save(self, path: Path) -> str:
         """Write the checkpoint and its ``.sha256`` sidecar; returns the digest."""
         path = Path(path)

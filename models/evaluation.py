@@ -79,7 +79,7 @@ def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str
     counter = iter(range(len(with_audio)))
     rows = [next(counter) if s.audio_path else MISSING for s in samples]
     audio = torch.from_numpy(audio_matrix(with_audio, encoder))
-    return rows, (audio - checkpoint.audio_mean) / checkpoint.audio_std
+    return rows, checkpoint.standardise_audio(audio)
 
 
 def evaluate(

@@ -96,7 +96,7 @@ class EmotionPredictor:
         cfg = self.network.config
         text_table = torch.from_numpy(np.stack(texts)).float() if texts else torch.zeros(0, cfg.text_dim)
         audio_table = (
-            (torch.from_numpy(np.stack(audios)).float() - self.checkpoint.audio_mean) / self.checkpoint.audio_std
+            self.checkpoint.standardise_audio(torch.from_numpy(np.stack(audios)).float())
             if audios else torch.zeros(0, cfg.audio_dim)
         )
         window = Window(tuple(text_rows), tuple(audio_rows), tuple(i.speaker for i in items), 0, (1.0,))

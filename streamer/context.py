@@ -31,6 +31,3 @@ class DialogueContext:
                 self._items.popleft()
         self._items.append((end, item))
         return [i for _, i in self._items]
-
-    def __len__(self) -> int:
-        return len(self._items)

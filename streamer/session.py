@@ -118,7 +118,6 @@ def run_session(
     compute the processing lag. input_health: () -> (queue depth, dropped blocks, overflows).
     """
     events: list[EmotionEvent] = []
-    interrupted = False
     stop = threading.Event()
     started = time.perf_counter()
     last_status = float("-inf")

@@ -112,11 +112,6 @@ class WhisperEncoder:
             ) from err
         self._path = path
 
-    @property
-    def d_model(self) -> int:
-        """Width of the encoder states (384 for tiny)."""
-        return int(self.encode(np.zeros(SAMPLE_RATE // 2, np.float32)).states.shape[1])
-
     def identity(self) -> dict[str, str]:
         """Name and weights digest; two encoders with equal identities give equal features."""
         weights = Path(self._path) / "model.bin"
