@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 from .frontends.identity import sha256_of
 from .labels import LabelSet

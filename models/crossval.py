@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 from .data import load_dataset
 from .labels import LABEL_SETS

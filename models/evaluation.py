@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_dataset

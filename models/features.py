@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from streamer.records import SAMPLE_RATE
+from models.audio import SAMPLE_RATE
 
 from .data.sample import Sample
 

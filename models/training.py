@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 from .checkpoint import Checkpoint
 from .data import load_dataset

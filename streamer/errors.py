@@ -1,9 +1,5 @@
-"""The one exception type that reaches the user as a message instead of a traceback."""
+"""The runtime's user-facing error: the model layer's :class:`models.errors.UserError`."""
 
-from __future__ import annotations
+from models.errors import UserError
 
-
-class UserError(Exception):
-    """Bad input or environment the user can fix: printed as one line, exit code 2."""
-
-    exit_code = 2
+__all__ = ["UserError"]

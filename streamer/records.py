@@ -11,7 +11,7 @@ from enum import Enum
 
 import numpy as np
 
-SAMPLE_RATE = 16_000  # Hz; every stage after the source works at this rate
+from models.audio import SAMPLE_RATE  # noqa: F401  (re-exported: 16 kHz, every stage after the source)
 JSON_SCHEMA_VERSION = 1
 
 

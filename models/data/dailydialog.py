@@ -21,7 +21,7 @@ from pathlib import Path
 
 from models.data.sample import Sample, Split, layout_error, read_lines
 from models.labels import canonical
-from streamer.errors import UserError
+from models.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from models.data.sample import Sample, Split, layout_error, read_lines
 from models.labels import canonical
-from streamer.errors import UserError
+from models.errors import UserError
 
 TABLE = "goemotions"
 LAYOUT = "GoEmotions ekman/ with labels.txt and train.tsv, dev.tsv and/or test.tsv"

@@ -18,7 +18,7 @@ from models.data.sample import (
     Sample, layout_error, normalize_votes, optional, parse_split, read_jsonl, read_lines, required,
 )
 from models.labels import canonical
-from streamer.errors import UserError
+from models.errors import UserError
 
 TABLE = "manifest"  # not in LABEL_TABLE: canonical() falls back to the generic table
 LAYOUT = "a .scp file of 'id path label' lines or a .jsonl file of {path|text, label, ...} objects"

@@ -13,7 +13,7 @@ from models.data.iemocap import load_iemocap, load_iemocap_text
 from models.data.manifest import load_manifest
 from models.data.meld import load_meld
 from models.data.sample import MISSING_LABEL, LoadResult, Sample, parse_split
-from streamer.errors import UserError
+from models.errors import UserError
 
 Loader = Callable[[Path], list[Sample]]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from models.labels import Emotion
-from streamer.errors import UserError
+from models.errors import UserError
 
 
 class Split(str, Enum):

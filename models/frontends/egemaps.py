@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.errors import UserError
-from streamer.records import SAMPLE_RATE
+from models.errors import UserError
+from models.audio import SAMPLE_RATE
 
 
 class EgemapsExtractor:

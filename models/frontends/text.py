@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 from .identity import file_sha256
 

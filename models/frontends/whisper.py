@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.errors import UserError
-from streamer.records import SAMPLE_RATE
+from models.errors import UserError
+from models.audio import SAMPLE_RATE
 
 from .identity import file_sha256
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
-from streamer.errors import UserError
+from models.errors import UserError
 
 
 class NetworkKind(str, Enum):
