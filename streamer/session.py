@@ -32,8 +32,25 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 0.5  # wall-clock seconds between status reports to the sinks
 
 
-def build_pipeline(settings: Settings, channels: int) -> Pipeline:
-    """Load the models the settings name and assemble the pipeline for ``channels`` (1 or 2)."""
+@dataclass(frozen=True)
+class LoadedModels:
+    """The models a session needs, loaded once and shared read-only by any number of pipelines.
+
+    transcriber: Whisper (encoder + decoder) with the decoding options. predictor: the fusion
+    checkpoint. text_encoder: MiniLM, or None when the model is given no text. use_audio: give
+    the model the acoustic vector. feature_encoder: the checkpoint's own Whisper encoder when the
+    ASR model is another one (None: reuse the ASR encoder pass).
+    """
+
+    transcriber: Transcriber
+    predictor: EmotionPredictor
+    text_encoder: object | None
+    use_audio: bool
+    feature_encoder: object | None
+
+
+def load_models(settings: Settings) -> LoadedModels:
+    """Load the models the settings name (seconds: Whisper, the checkpoint and MiniLM)."""
     from models.frontends.whisper import WhisperEncoder
 
     asr = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type)
@@ -59,17 +76,33 @@ def build_pipeline(settings: Settings, channels: int) -> Pipeline:
         text_encoder = TextEncoder()
         if not same_frontend(predictor.frontends["text"], text_encoder.identity()):
             raise UserError("the checkpoint's text features came from another text encoder than the bundled MiniLM")
-    return Pipeline(
-        channels=channels,
-        segmenter=settings.vad,
+    return LoadedModels(
         transcriber=Transcriber(asr, settings.asr.decoding),
-        attributor=make_attributor(settings.speakers.resolve(channels)),
         predictor=predictor,
         text_encoder=text_encoder,
         use_audio=use_audio,
-        context=settings.context,
         feature_encoder=feature_encoder,
     )
+
+
+def make_pipeline(models: LoadedModels, settings: Settings, channels: int) -> Pipeline:
+    """A fresh stateful pipeline for one stream of ``channels`` (1 or 2) over loaded models (cheap)."""
+    return Pipeline(
+        channels=channels,
+        segmenter=settings.vad,
+        transcriber=models.transcriber,
+        attributor=make_attributor(settings.speakers.resolve(channels)),
+        predictor=models.predictor,
+        text_encoder=models.text_encoder,
+        use_audio=models.use_audio,
+        context=settings.context,
+        feature_encoder=models.feature_encoder,
+    )
+
+
+def build_pipeline(settings: Settings, channels: int) -> Pipeline:
+    """Load the models the settings name and assemble the pipeline for ``channels`` (1 or 2)."""
+    return make_pipeline(load_models(settings), settings, channels)
 
 
 @contextmanager
