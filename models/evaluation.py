@@ -142,4 +142,4 @@ def evaluate(
         raise UserError(f"{dataset}: no sample has a label in {checkpoint.label_set.labels}")
     probs = predict_windows(network, windows, text_table, audio_table, dev)
     y_true = np.array([w.label for w in windows])
-    return score(y_true, probs.argmax(1), checkpoint.label_set.labels, n_excluded=excluded)
+    return score(y_true, probs.argmax(1), checkpoint.label_set.labels, n_excluded=excluded, probs=probs)

@@ -1,6 +1,7 @@
 """Classification figures as the SER/ERC papers report them.
 
 WA = accuracy; UA = unweighted (macro) recall; WF1 = support-weighted F1; UWF1 = macro F1.
+ECE = expected calibration error of the top-class probability (when probabilities are given).
 """
 
 from __future__ import annotations
@@ -24,17 +25,39 @@ class Scores:
     n_excluded: int
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
+    ece: float | None = None  # expected calibration error, 0..1; None without probabilities
 
     def to_dict(self) -> dict:
         return {
-            "wa": self.wa, "ua": self.ua, "wf1": self.wf1, "uwf1": self.uwf1,
+            "wa": self.wa, "ua": self.ua, "wf1": self.wf1, "uwf1": self.uwf1, "ece": self.ece,
             "n": self.n, "n_excluded": self.n_excluded, "labels": list(self.labels),
             "per_class": self.per_class, "confusion": self.confusion,
         }
 
 
-def score(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...], n_excluded: int = 0) -> Scores:
-    """Score integer predictions. y_true, y_pred: int [N] class indices into ``labels``.
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of the top-class probability (Guo et al. 2017), in [0, 1].
+
+    probs: float [N, C] rows summing to 1; y_true: int [N]. Predictions are binned by their
+    confidence (max probability) into ``n_bins`` equal-width bins over [0, 1]; ECE is the
+    sample-weighted mean over bins of |accuracy - mean confidence|. 0 for N = 0.
+    """
+    if len(y_true) == 0:
+        return 0.0
+    confidence = probs.max(axis=1)                                          # [N]
+    correct = probs.argmax(axis=1) == y_true                                # [N]
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)        # [N], 1.0 in the top bin
+    gap = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        gap += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap / len(y_true))
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...], n_excluded: int = 0,
+          probs: np.ndarray | None = None) -> Scores:
+    """Score integer predictions. y_true, y_pred: int [N] class indices into ``labels``;
+    probs: float [N, C] class probabilities, when given, for the ECE.
 
     Classes absent from ``y_true`` still appear (recall 0/0 counted as 0 and left out of UA).
     """
@@ -56,6 +79,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...], n_exc
             for name, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
         confusion=confusion_matrix(y_true, y_pred, labels=ids).tolist(),
+        ece=None if probs is None else expected_calibration_error(probs, y_true),
     )
 
 
@@ -64,7 +88,8 @@ def format_scores(scores: Scores) -> str:
     lines = [
         f"n={scores.n} (excluded {scores.n_excluded})",
         f"WA {100 * scores.wa:.2f}  UA {100 * scores.ua:.2f}  "
-        f"WF1 {100 * scores.wf1:.2f}  UWF1 {100 * scores.uwf1:.2f}",
+        f"WF1 {100 * scores.wf1:.2f}  UWF1 {100 * scores.uwf1:.2f}"
+        + ("" if scores.ece is None else f"  ECE {100 * scores.ece:.2f}"),
         "",
         f"{'class':<12}{'prec':>7}{'recall':>8}{'f1':>7}{'n':>7}",
     ]

@@ -59,6 +59,8 @@ class FusionOutput:
     logits: Tensor
     audio_emb: Tensor
     text_emb: Tensor
+    audio_gate: Tensor | None = None  # [B] in [0, 1], the target's audio gate (networks with one)
+    utterance_logits: Tensor | None = None  # [B, C], the target-only path (``target_residual``)
 
 
 class Pooling(str, Enum):
@@ -161,6 +163,29 @@ class ModalityProjection(nn.Module):
         return torch.where(use[..., None], self.norm(self.proj(x)), self.placeholder)
 
 
+class AudioGate(nn.Module):
+    """How far to trust an utterance's audio, judged from the audio vector alone.
+
+    g = sigmoid(MLP(x)) in [0, 1] per utterance; the network then uses
+    g * projected audio + (1 - g) * the missing-audio placeholder, so g = 0 is exactly the
+    network's text-only mode for that utterance. Trained end to end: on audio whose sound says
+    nothing about the label (synthetic voices paired with the text's label) closing the gate
+    lowers the loss. Where the utterance has no text the gate is held open (g = 1): audio is then
+    all there is, and the audio-only mode stays what it was.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 32, open_bias: float = 2.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.constant_(self.net[-1].bias, open_bias)  # starts mostly open: sigmoid(2) = 0.88
+
+    def forward(self, x: Tensor, audio_present: Tensor, text_present: Tensor) -> Tensor:
+        """x: [B, T, Din] audio vectors; *_present: [B, T] bool. Returns g: [B, T, 1]."""
+        x = x.masked_fill(~audio_present[..., None], 0.0)  # NaN where missing must not reach grads
+        gate = torch.sigmoid(self.net(x))                   # [B, T, 1]
+        return torch.where((audio_present & text_present)[..., None], gate, 1.0)
+
+
 class TwoStreamLayer(nn.Module):
     """Pre-LN layer over the audio and text streams: attention block, then a feed-forward block
     per stream. Subclasses define the attention block in ``forward`` and call :meth:`feed_forward`.
@@ -211,6 +236,7 @@ class FusionNetwork(nn.Module):
         self.pooling = pooling
         self.audio_in = ModalityProjection(config.audio_dim, D)
         self.text_in = ModalityProjection(config.text_dim, D)
+        self.audio_gate = AudioGate(config.audio_dim) if config.audio_gate else None
         self.speaker = nn.Embedding(2, D) if config.use_speaker else None
         self.position = nn.Embedding(config.max_context, D)  # index = distance from the target
         self.drop = nn.Dropout(config.dropout)
@@ -222,16 +248,32 @@ class FusionNetwork(nn.Module):
             nn.Linear(D, config.n_classes),
         )
         self.matcher = nn.Sequential(nn.Linear(4 * D, D), nn.GELU(), nn.Linear(D, 1))
+        # Target residual: the target utterance is classified on its own, and the context path's
+        # logits are added to that, so context adjusts the target's own evidence instead of
+        # replacing it (against emotional inertia; trained with an auxiliary loss on it alone).
+        self.utterance = nn.Sequential(
+            nn.Linear(2 * D, D), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(D, config.n_classes),
+        ) if config.target_residual else None
+
+    def gate(self, batch: FusionBatch) -> Tensor | None:
+        """The audio gate of every position, [B, T, 1] in [0, 1]; None without a gate."""
+        if self.audio_gate is None:
+            return None
+        return self.audio_gate(batch.audio, batch.audio_present & batch.valid,
+                               batch.text_present & batch.valid)
 
     def states(self, batch: FusionBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Every position's states. Returns (audio_in, text_in, audio, text), each [B, T, D]:
-        the projected inputs (before speaker/position embeddings and mixing) and the mixer's
-        normalised outputs."""
+        the projected inputs (before speaker/position embeddings and mixing; audio after the
+        gate) and the mixer's normalised outputs."""
         B, T, _ = batch.audio.shape
         if T > self.config.max_context:
             raise ValueError(f"window of {T} utterances exceeds max_context={self.config.max_context}")
         audio_in = self.audio_in(batch.audio, batch.audio_present & batch.valid)  # [B, T, D]
         text_in = self.text_in(batch.text, batch.text_present & batch.valid)      # [B, T, D]
+        gate = self.gate(batch)                                                   # [B, T, 1]
+        if gate is not None:  # g = 0: as if the audio were missing
+            audio_in = gate * audio_in + (1 - gate) * self.audio_in.placeholder
         distance = torch.arange(T - 1, -1, -1, device=batch.audio.device)       # [T], 0 at target
         context = self.position(distance)[None]                                 # [1, T, D]
         if self.speaker is not None:
@@ -253,7 +295,13 @@ class FusionNetwork(nn.Module):
     def forward(self, batch: FusionBatch) -> FusionOutput:
         audio_in, text_in, audio, text = self.states(batch)
         logits = self.classify(audio[:, -1], text[:, -1])                        # [B, C]
-        return FusionOutput(logits, audio_in[:, -1], text_in[:, -1])
+        utterance = None
+        if self.utterance is not None:
+            utterance = self.utterance(torch.cat([audio_in[:, -1], text_in[:, -1]], dim=-1))  # [B, C]
+            logits = logits + utterance
+        gate = self.gate(batch)
+        return FusionOutput(logits, audio_in[:, -1], text_in[:, -1],
+                            None if gate is None else gate[:, -1, 0], utterance)
 
     def match_logits(self, audio_emb: Tensor, text_emb: Tensor) -> Tensor:
         """Does each (audio, text) pair carry the same emotion? audio_emb, text_emb: [N, D] ->

@@ -36,6 +36,8 @@ class FusionConfig:
     max_context: int = 16      # utterances per window, target included
     use_speaker: bool = True   # add a same/other speaker embedding
     causal: bool = True        # position i attends only to positions <= i
+    audio_gate: bool = False   # learned reliability gate on each utterance's audio (AudioGate)
+    target_residual: bool = False  # add logits from the target utterance alone (context adjusts them)
 
     def __post_init__(self) -> None:
         try:
