@@ -61,17 +61,39 @@ def load_sample_audio(sample: Sample) -> np.ndarray:
 
 
 def text_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
-    """MiniLM embeddings of the samples' texts: float32 [N, 384] (empty text for missing)."""
+    """Sentence embeddings of the samples' texts: float32 [N, D] (empty text for missing).
+
+    One store per encoder (``text-<digest>-store.npz``: SHA-1 of each text -> its row) grows
+    with every new text, so the train, valid and test subsets of a corpus, and corpora that
+    share sentences, embed each sentence once. A store written meanwhile by another process is
+    merged, not overwritten, as far as both are read before the write.
+    """
     texts = [s.text or "" for s in samples]
-    unique = sorted(set(texts))
+    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+    cache_dir = cache_dir or default_cache_dir()
+    path = cache_dir / f"text-{encoder.identity()['sha256'][:12]}-store.npz"
+    store = _read_store(path)
+    # Sorted by length, a batch pads little: about twice as fast as in corpus order.
+    missing = sorted({k: t for k, t in zip(keys, texts) if k not in store}.items(), key=lambda kt: len(kt[1]))
+    if missing:
+        log.info("embedding %d texts", len(missing))
+        new = np.asarray(encoder.embed([t for _, t in missing]), dtype=np.float32)
+        store = {**_read_store(path), **store, **{k: v for (k, _), v in zip(missing, new)}}
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, keys=np.array(list(store), dtype="<U40"), x=np.stack(list(store.values())))
+        tmp.replace(path)
+    if not texts:
+        return np.asarray(encoder.embed([]), dtype=np.float32)  # [0, D]
+    return np.stack([store[k] for k in keys])
 
-    def compute(keys: Sequence[str]) -> np.ndarray:
-        log.info("embedding %d texts", len(keys))
-        return encoder.embed(list(keys))
 
-    table = cached_matrix("text", encoder.identity(), unique, compute, cache_dir)
-    row = {t: i for i, t in enumerate(unique)}
-    return table[[row[t] for t in texts]] if texts else table[:0]
+def _read_store(path: Path) -> dict[str, np.ndarray]:
+    """SHA-1 -> embedding [D] from a text store; empty when there is none yet."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return dict(zip(data["keys"].tolist(), data["x"]))
 
 
 def _audio_keys(samples: Sequence[Sample]) -> list[str]:

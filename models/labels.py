@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+import numpy as np
+
+from models.errors import UserError
+
 
 class Emotion(str, Enum):
     """Canonical emotion names used across datasets, checkpoints and the JSON output."""
@@ -27,6 +31,7 @@ class Emotion(str, Enum):
     DISGUSTED = "disgusted"
     BORED = "bored"
     CALM = "calm"
+    OTHER = "other"  # a partial label: "none of the corpus's named emotions" (EmoContext "others")
 
 
 # dataset -> raw label (lower-cased) -> canonical emotion. Raw labels missing here are
@@ -79,12 +84,28 @@ LABEL_TABLE: dict[str, dict[str, Emotion]] = {
         "surprise": Emotion.SURPRISED,
     },
 }
+LABEL_TABLE["emocontext"] = {
+    "happy": Emotion.HAPPY, "sad": Emotion.SAD, "angry": Emotion.ANGRY, "others": Emotion.OTHER,
+}
+# The emotions a corpus can name, by loader name; a corpus absent here may name any class.
+# Partial-label training computes a corpus's loss over the classes it can name only (IEMOCAP's
+# transcripts never say surprise, fear or disgust, so they are neither right nor wrong there), and
+# spreads Emotion.OTHER over the classes the corpus does not name.
+CORPUS_EMOTIONS: dict[str, frozenset[Emotion]] = {
+    "iemocap-text": frozenset({Emotion.NEUTRAL, Emotion.HAPPY, Emotion.EXCITED, Emotion.SAD,
+                               Emotion.ANGRY, Emotion.FRUSTRATED}),
+    "emocontext": frozenset({Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY, Emotion.OTHER}),
+    "turevdb": frozenset({Emotion.ANGRY, Emotion.CALM, Emotion.HAPPY, Emotion.SAD}),
+    "emodb": frozenset({Emotion.ANGRY, Emotion.BORED, Emotion.DISGUSTED, Emotion.FEARFUL,
+                        Emotion.HAPPY, Emotion.SAD, Emotion.NEUTRAL}),
+}
 # Layouts whose labels are free text (folders, manifests) use canonical names or any of these.
 GENERIC_TABLE: dict[str, Emotion] = {
     **{e.value: e for e in Emotion},
     **LABEL_TABLE["meld"], **LABEL_TABLE["dailydialog"], **LABEL_TABLE["turevdb"],
     "happiness": Emotion.HAPPY, "anger": Emotion.ANGRY, "sadness": Emotion.SAD,
     "fearful": Emotion.FEARFUL, "disgusted": Emotion.DISGUSTED, "boredom": Emotion.BORED,
+    "fear": Emotion.FEARFUL, "disgust": Emotion.DISGUSTED,
 }
 
 
@@ -114,6 +135,52 @@ class LabelSet:
         name = self.merge.get(name, name)
         return self.labels.index(name) if name in self.labels else None
 
+    def with_merge(self, extra: dict[str, str]) -> "LabelSet":
+        """The same classes with more emotions folded onto them (e.g. frustrated -> angry)."""
+        if not extra:
+            return self
+        for source, target in extra.items():
+            if target not in self.labels or GENERIC_TABLE.get(source) is None:
+                raise UserError(f"label set {self.name}: cannot merge {source!r} into {target!r}")
+        return LabelSet(self.name, self.labels, {**self.merge, **extra})
+
+    def partial_target(self, emotion: Emotion, corpus: str) -> tuple[int, tuple[float, ...], tuple[bool, ...]] | None:
+        """Training target of one utterance of ``corpus``, as (label, target [C], support [C]).
+
+        support: the classes the corpus can name (all when it is not in :data:`CORPUS_EMOTIONS`,
+        or when it has an "other" label); the loss ignores the rest. target: one-hot, or for
+        Emotion.OTHER uniform over the supported classes the corpus does not name, with label
+        -1 (no single class). ``None`` when this set cannot represent the emotion.
+        """
+        everything = set(range(len(self.labels)))
+        named = CORPUS_EMOTIONS.get(corpus)
+        named_classes = {i for i in map(self.index, named or ()) if i is not None}
+        support = everything if named is None or Emotion.OTHER in named else named_classes
+        if emotion is Emotion.OTHER:
+            candidates, label = everything - named_classes, -1
+        else:
+            label = self.index(emotion)
+            candidates = {label} if label is not None else set()
+        if not candidates or (label is not None and label >= 0 and label not in support):
+            return None
+        target = tuple(1.0 / len(candidates) if i in candidates else 0.0 for i in range(len(self.labels)))
+        return label, target, tuple(i in support for i in range(len(self.labels)))
+
+
+def fold_matrix(source: LabelSet, target: LabelSet) -> np.ndarray:
+    """float32 [C_source, C_target]: 1 where a source class folds onto a target class.
+
+    Multiplying a model's probabilities [N, C_source] by it sums them onto the target classes
+    (``evaluate --labels core4`` on a seven-class model: surprise, fear and disgust fold onto none
+    and drop out; the argmax is taken over what remains).
+    """
+    matrix = np.zeros((len(source.labels), len(target.labels)), np.float32)
+    for i, name in enumerate(source.labels):
+        j = target.index(GENERIC_TABLE.get(name, name))
+        if j is not None:
+            matrix[i, j] = 1.0
+    return matrix
+
 
 LABEL_SETS: dict[str, LabelSet] = {
     # The shipped default: what both the text corpora and the acted-speech corpora support.
@@ -139,4 +206,18 @@ LABEL_SETS: dict[str, LabelSet] = {
         "emodb7", ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "bored"),
     ),
     "turevdb4": LabelSet("turevdb4", ("calm", "happy", "sad", "angry")),
+    # The shipped default: Ekman's six plus neutral, under the names users expect. IEMOCAP
+    # *excited* counts as happy, TurEV-DB *calm* as neutral; IEMOCAP *frustrated* is context only
+    # (the model card gives the validation comparison with frustrated -> angry).
+    "emo7": LabelSet(
+        "emo7", ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust"),
+        {"excited": "happy", "calm": "neutral", "surprised": "surprise", "fearful": "fear",
+         "disgusted": "disgust"},
+    ),
+    # EmoContext's own classes: everything but happy, sad and angry is "other".
+    "emocontext4": LabelSet(
+        "emocontext4", ("happy", "sad", "angry", "other"),
+        {"excited": "happy", "neutral": "other", "surprised": "other", "fearful": "other",
+         "disgusted": "other", "calm": "other", "bored": "other", "frustrated": "other"},
+    ),
 }

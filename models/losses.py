@@ -32,6 +32,21 @@ def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
     return -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
+def partial_cross_entropy(logits: Tensor, target_probs: Tensor, support: Tensor) -> Tensor:
+    """Partial-label cross-entropy over each example's supported classes, averaged over the batch.
+
+    logits: [B, C]; target_probs: [B, C], rows summing to 1 over candidate classes; support:
+    [B, C] bool, the classes the example's corpus can name (the candidates among them). With p the
+    softmax over the supported classes only, the loss is -log sum_c target_c p_c: cross-entropy
+    for a one-hot target, and for a partial label ("none of happy, sad, angry") the likelihood that
+    the class is one of its candidates, which leaves the split among them to the other corpora.
+    Unsupported classes get no gradient from the example. Returns a scalar.
+    """
+    log_p = F.log_softmax(logits.masked_fill(~support, float("-inf")), dim=-1)  # [B, C]
+    log_t = torch.log(target_probs.clamp(min=0.0))                              # [B, C], -inf at 0
+    return -torch.logsumexp(torch.where(support, log_p + log_t, float("-inf")), dim=-1).mean()
+
+
 def probability_mse(logits: Tensor, target_probs: Tensor) -> Tensor:
     """Mean squared error between softmax(logits) and the target distribution.
 

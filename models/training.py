@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -30,16 +30,16 @@ from models.errors import UserError
 
 from .checkpoint import Checkpoint
 from .data import load_dataset
-from .data.sample import Sample, parse_split
-from .labels import LABEL_SETS, LabelSet
+from .data.sample import Sample, dialogues, parse_split
+from .labels import LABEL_SETS, LabelSet, fold_matrix
 from .losses import (
-    LossWeights, hard_negative_matching_loss, label_alignment_loss, probability_mse,
-    soft_cross_entropy, total_loss,
+    LossWeights, hard_negative_matching_loss, label_alignment_loss, partial_cross_entropy,
+    probability_mse, soft_cross_entropy, total_loss,
 )
 from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
-from .windows import MISSING, Window, build_windows, collate, pseudo_pairs
+from .windows import MISSING, Window, build_windows, collate, pseudo_pairs, support_mask
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ class DatasetSpec:
     modality: "text", "audio" or "both" (which feature tables to build).
     train/valid: corpus splits to use (text corpora); valid_speakers: speakers held out for
     validation, test_speakers: speakers never used (audio corpora without splits). Paths are
-    relative to the working directory.
+    relative to the working directory. max_dialogues: train on at most this many dialogues of the
+    train splits (a seeded draw; 0 = all), and validate on at most this many (to bound feature
+    extraction on big corpora). valid_labels: the label set the validation figures are computed
+    in, the model's output folded onto it (EmoContext: "emocontext4"); default: the model's own.
     """
 
     name: str
@@ -61,6 +64,8 @@ class DatasetSpec:
     valid: tuple[str, ...] = ("valid",)
     valid_speakers: tuple[str, ...] = ()
     test_speakers: tuple[str, ...] = ()
+    max_dialogues: int = 0
+    valid_labels: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,10 @@ class TrainConfig:
     label_set: str = "core4"
     seed: int = 13
     device: str = "auto"
-    loss: str = "soft-ce"  # or "mse" (MCAF's regression on the vote distribution)
+    loss: str = "soft-ce"  # or "mse" (MCAF's regression on the vote distribution), "partial-ce"
+    merge: dict = field(default_factory=dict)  # extra folds onto the label set, e.g. frustrated -> angry
+    corpus_epoch_size: int = 0  # training windows drawn from each corpus per epoch (0 = all of them)
+    utterance_loss: float = 0.0  # weight of the auxiliary loss on the target-only logits
     alignment: float = 0.0  # λ1
     matching: float = 0.0  # λ2
     temperature: float = 0.1
@@ -114,10 +122,15 @@ class TrainConfig:
 
     @property
     def labels(self) -> LabelSet:
-        try:
-            return LABEL_SETS[self.label_set]
-        except KeyError:
-            raise UserError(f"unknown label set {self.label_set!r}; one of {sorted(LABEL_SETS)}") from None
+        return label_set(self.label_set).with_merge(self.merge)
+
+
+def label_set(name: str) -> LabelSet:
+    """The label set called ``name``, or a :class:`UserError` listing them."""
+    try:
+        return LABEL_SETS[name]
+    except KeyError:
+        raise UserError(f"unknown label set {name!r}; one of {sorted(LABEL_SETS)}") from None
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -144,14 +157,23 @@ class Corpus:
     audio_table: torch.Tensor  # [Na, Da] standardised
     audio_mean: torch.Tensor  # [Da]
     audio_std: torch.Tensor  # [Da]
-    train: list[Window]
-    valid: dict[str, list[Window]]  # dataset name -> validation windows
+    train: dict[str, list[Window]]  # dataset name -> training windows
+    valid: dict[str, list[Window]]  # dataset name -> validation windows (in valid_sets' labels)
+    valid_sets: dict[str, LabelSet]  # dataset name -> the label set its validation is scored in
     audio_train: list[Window]  # single-clip audio windows usable for pseudo-pairs
     counts: dict[str, dict[str, int]]
 
 
 def _in_split(sample: Sample, names: Sequence[str]) -> bool:
     return sample.split is not None and sample.split in {parse_split(n, "training config") for n in names}
+
+
+def draw_dialogues(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
+    """The samples of at most ``limit`` dialogues drawn at random (all when limit is 0)."""
+    groups = dialogues(samples)
+    if not limit or len(groups) <= limit:
+        return samples
+    return [s for group in random.Random(seed).sample(groups, limit) for s in group]
 
 
 def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corpus:
@@ -161,13 +183,16 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     labels = config.labels
     text_parts, audio_parts = [], []
     n_text = n_audio = 0
-    train: list[Window] = []
+    train: dict[str, list[Window]] = {}
     audio_train: list[Window] = []
     valid: dict[str, list[Window]] = {}
+    valid_sets: dict[str, LabelSet] = {}
     counts: dict[str, dict[str, int]] = {}
     for spec in config.datasets:
-        loaded = load_dataset(spec.name, spec.path, keep_unlabelled=True)
-        samples = loaded.samples
+        samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
+        if not spec.valid_speakers:  # text corpora: only what is trained or validated on
+            samples = (draw_dialogues([s for s in samples if _in_split(s, spec.train)], spec.max_dialogues, config.seed)
+                       + draw_dialogues([s for s in samples if _in_split(s, spec.valid)], spec.max_dialogues, config.seed))
         text_rows = audio_rows = None
         if spec.modality in ("text", "both"):
             text_parts.append(text_matrix(samples, frontends["text"]))
@@ -179,22 +204,27 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             n_audio += len(samples)
         position = {id(s): i for i, s in enumerate(samples)}
 
-        def windows_of(subset: list[Sample]) -> tuple[list[Window], int]:
+        valid_sets[spec.name] = label_set(spec.valid_labels) if spec.valid_labels else labels
+
+        def windows_of(subset: list[Sample], target_set: LabelSet, partial: bool) -> tuple[list[Window], int]:
             pick = [position[id(s)] for s in subset]
             return build_windows(
-                subset, labels, max_context,
+                subset, target_set, max_context,
                 [text_rows[i] for i in pick] if text_rows else None,
                 [audio_rows[i] for i in pick] if audio_rows else None,
+                partial=partial,
             )
 
         if spec.valid_speakers:
             held, unseen = set(spec.valid_speakers), set(spec.test_speakers)
-            tr, ex_tr = windows_of([s for s in samples if s.speaker not in held | unseen])
-            va, ex_va = windows_of([s for s in samples if s.speaker in held])
+            tr_samples = [s for s in samples if s.speaker not in held | unseen]
+            va_samples = [s for s in samples if s.speaker in held]
         else:
-            tr, ex_tr = windows_of([s for s in samples if _in_split(s, spec.train)])
-            va, ex_va = windows_of([s for s in samples if _in_split(s, spec.valid)])
-        train += tr
+            tr_samples = [s for s in samples if _in_split(s, spec.train)]
+            va_samples = [s for s in samples if _in_split(s, spec.valid)]
+        tr, ex_tr = windows_of(tr_samples, labels, config.loss == "partial-ce")
+        va, ex_va = windows_of(va_samples, valid_sets[spec.name], False)
+        train[spec.name] = tr
         valid[spec.name] = va
         if spec.modality == "audio":
             audio_train += tr
@@ -211,7 +241,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         text_table=text_table,
         audio_table=torch.from_numpy((audio - mean) / std).float(),
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
-        train=train, valid=valid, audio_train=audio_train, counts=counts,
+        train=train, valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
     )
 
 
@@ -225,7 +255,7 @@ def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) ->
     for w in windows:
         if p > 0 and len(w.text_rows) > 1 and rng.random() < p:  # p = 0 draws nothing: runs stay reproducible
             k = rng.randint(1, len(w.text_rows))
-            w = Window(w.text_rows[-k:], w.audio_rows[-k:], w.speakers[-k:], w.label, w.target)
+            w = replace(w, text_rows=w.text_rows[-k:], audio_rows=w.audio_rows[-k:], speakers=w.speakers[-k:])
         out.append(w)
     return out
 
@@ -239,10 +269,22 @@ def drop_modalities(batch, p: float, generator: torch.Generator) -> None:
 
 
 def validate(network, corpus: Corpus, device, labels: LabelSet) -> dict[str, Scores]:
-    return {
-        name: score(np.array([w.label for w in ws]), predict_windows(network, ws, corpus.text_table, corpus.audio_table, device).argmax(1), labels.labels)
-        for name, ws in corpus.valid.items() if ws
-    }
+    """Per-corpus validation scores, each in its corpus's validation label set."""
+    scores = {}
+    for name, ws in corpus.valid.items():
+        if ws:
+            probs = predict_windows(network, ws, corpus.text_table, corpus.audio_table, device)
+            folded = probs @ fold_matrix(labels, corpus.valid_sets[name])  # [N, C_valid]
+            scores[name] = score(np.array([w.label for w in ws]), folded.argmax(1), corpus.valid_sets[name].labels)
+    return scores
+
+
+def epoch_windows(corpus: Corpus, size: int, rng: random.Random) -> list[Window]:
+    """Training windows of one epoch: all of them, or at most ``size`` per corpus, redrawn each
+    epoch, so that no corpus outweighs the others by its size."""
+    if not size:
+        return [w for ws in corpus.train.values() for w in ws]
+    return [w for ws in corpus.train.values() for w in (rng.sample(ws, size) if len(ws) > size else ws)]
 
 
 def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
@@ -261,24 +303,36 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     network = build_network(net_config).to(device)
     log.info("%s: %d parameters on %s", net_config.network.value, count_parameters(network), device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    classify = probability_mse if config.loss == "mse" else soft_cross_entropy
+    if config.loss not in ("soft-ce", "mse", "partial-ce"):
+        raise UserError(f"objectives.loss must be soft-ce, mse or partial-ce, not {config.loss!r}")
+    n_classes = len(labels.labels)
+
+    def classify(logits: torch.Tensor, target: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        if config.loss == "partial-ce":
+            return partial_cross_entropy(logits, target, support)
+        return (probability_mse if config.loss == "mse" else soft_cross_entropy)(logits, target)
+
     weights = LossWeights(config.alignment, config.matching)
-    text_windows = [w for w in corpus.train if w.text_rows[-1] != MISSING]
+    text_windows = [w for ws in corpus.train.values() for w in ws if w.text_rows[-1] != MISSING]
 
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(config.epochs):
         network.train()
-        windows = truncate_context(corpus.train, config.context_truncation, rng)
+        windows = truncate_context(epoch_windows(corpus, config.corpus_epoch_size, rng), config.context_truncation, rng)
         if config.pseudo_pairs:
             windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
         rng.shuffle(windows)
         total = 0.0
         for i in tqdm(range(0, len(windows), config.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=None):
-            batch, y, target = collate(windows[i : i + config.batch_size], corpus.text_table, corpus.audio_table)
+            chunk = windows[i : i + config.batch_size]
+            batch, y, target = collate(chunk, corpus.text_table, corpus.audio_table)
             drop_modalities(batch, config.modality_dropout, generator)
             batch, y, target = batch.to(device), y.to(device), target.to(device)
+            support = support_mask(chunk, n_classes).to(device)
             output = network(batch)
-            loss = classify(output.logits, target)
+            loss = classify(output.logits, target, support)
+            if config.utterance_loss and output.utterance_logits is not None:
+                loss = loss + config.utterance_loss * classify(output.utterance_logits, target, support)
             paired = batch.audio_present[:, -1] & batch.text_present[:, -1]
             if (weights.alignment or weights.matching) and paired.sum() > 1:
                 a, t, yp = output.audio_emb[paired], output.text_emb[paired], y[paired]
@@ -316,6 +370,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
                           "test_speakers": list(d.test_speakers)} for d in config.datasets],
             "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
             "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
+            "corpus_epoch_size": config.corpus_epoch_size, "utterance_loss": config.utterance_loss,
             "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation},
             "best_valid_uwf1": round(best, 4), "history": history,
             "parameters": count_parameters(network),

@@ -8,7 +8,7 @@ evaluation and the streaming predictor all turn windows into a ``FusionBatch`` t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import random
@@ -29,7 +29,10 @@ class Window:
 
     text_rows/audio_rows: rows into the text/audio tables or MISSING.
     speakers: corpus speaker ids, used to mark same/other speaker relative to the target.
-    label: class index of the target in the label set; target: soft target [C] (one-hot or votes).
+    label: class index of the target in the label set (-1: a partial label, see ``target``);
+    target: soft target [C] (one-hot, votes, or uniform over a partial label's candidate classes).
+    support: the classes the target's corpus can name [C] (None: all); the partial-label loss
+    ignores the others. key: the target sample's id (for per-utterance output).
     """
 
     text_rows: tuple[int, ...]
@@ -37,10 +40,12 @@ class Window:
     speakers: tuple[str, ...]
     label: int
     target: tuple[float, ...]
+    support: tuple[bool, ...] | None = None
+    key: str = ""
 
     def with_target_audio(self, row: int) -> "Window":
         """The same window with the target utterance's audio replaced by ``row``."""
-        return Window(self.text_rows, self.audio_rows[:-1] + (row,), self.speakers, self.label, self.target)
+        return replace(self, audio_rows=self.audio_rows[:-1] + (row,))
 
 
 def soft_target(sample: Sample, label: int, label_set: LabelSet) -> tuple[float, ...]:
@@ -65,11 +70,14 @@ def build_windows(
     max_context: int,
     text_rows: Sequence[int] | None,
     audio_rows: Sequence[int] | None,
+    partial: bool = False,
 ) -> tuple[list[Window], int]:
     """Windows for every sample whose label the set can represent.
 
     ``text_rows[i]``/``audio_rows[i]`` give sample i's row in the feature tables (None: that
     modality is absent for all). Samples outside the label set still serve as context.
+    ``partial`` (training): targets and supports from :meth:`LabelSet.partial_target`, so a
+    corpus's partial labels (EmoContext "others") become targets too.
     Returns the windows and the number of samples excluded as targets.
     """
     index = {id(s): i for i, s in enumerate(samples)}
@@ -77,10 +85,16 @@ def build_windows(
     excluded = 0
     for dialogue in dialogues(samples):
         for position, sample in enumerate(dialogue):
-            label = label_set.index(sample.label)
+            if partial and sample.label is not None:
+                found = label_set.partial_target(sample.label, sample.dataset)
+                label, target, support = found if found else (None, None, None)
+            else:
+                label, support = label_set.index(sample.label), None
             if label is None:
                 excluded += 1
                 continue
+            if label >= 0 and (not partial or sample.votes):
+                target = soft_target(sample, label, label_set)
             context = dialogue[max(0, position - max_context + 1) : position + 1]
             rows = [index[id(s)] for s in context]
             windows.append(Window(
@@ -88,7 +102,9 @@ def build_windows(
                 audio_rows=tuple(audio_rows[r] for r in rows) if audio_rows is not None else (MISSING,) * len(rows),
                 speakers=tuple(s.speaker for s in context),
                 label=label,
-                target=soft_target(sample, label, label_set),
+                target=target,
+                support=support,
+                key=sample.id,
             ))
     return windows, excluded
 
@@ -127,12 +143,18 @@ def collate(
     return batch, labels, targets
 
 
+def support_mask(windows: Sequence[Window], n_classes: int) -> torch.Tensor:
+    """bool [B, C]: the classes each window's corpus can name (all where not given)."""
+    return torch.tensor([w.support or (True,) * n_classes for w in windows], dtype=torch.bool)
+
+
 def pseudo_pairs(text_windows: Sequence[Window], audio_windows: Sequence[Window], rng: random.Random) -> list[Window]:
     """One pseudo-pair per audio clip: a random text window of the same label given that clip's
     audio at its target."""
     by_label: dict[int, list[Window]] = {}
     for w in text_windows:
-        by_label.setdefault(w.label, []).append(w)
+        if w.label >= 0:
+            by_label.setdefault(w.label, []).append(w)
     return [
         rng.choice(by_label[a.label]).with_target_audio(a.audio_rows[-1])
         for a in audio_windows if a.label in by_label

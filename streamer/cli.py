@@ -1,56 +1,170 @@
-"""The ``emostream`` command line: listen, replay, train, evaluate, crossval."""
+"""The ``emostream`` command line: listen, replay, train, evaluate, crossval.
+
+Everything a user can get wrong is checked before any model loads, and this module imports no
+torch, faster-whisper or transformers at the top: ``--help``, ``--version``, bad flags, bad files,
+``--print-config`` and ``--list-devices`` answer in well under a second. The run functions import
+the heavy modules when they need them (:func:`_load_torch`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import os
+import re
+import signal
 import sys
+import threading
+from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError
 
 log = logging.getLogger("emostream")
 
+DESCRIPTION = (
+    "Recognise emotions in a two-person conversation as it happens: speech is cut into "
+    "utterances, transcribed by Whisper, attributed to speaker A or B and scored by an "
+    "audio+text model. JSON lines go to stdout, the live display to stderr."
+)
+EPILOG = "Run `emostream COMMAND --help` for a command's options."
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``emostream: error: ...``, exit 2) and "did you mean"."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        hint = ""
+        if unknown and unknown.group(1).startswith("-"):
+            hint = _did_you_mean(unknown.group(1), _option_strings(self))
+        elif choice:
+            hint = _did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        raise UserError(f"{message}{hint} (see `{self.prog} --help`)")
+
+
+class CommandParser(Parser):
+    """A subcommand's parser: rejects what it does not know itself, so the error and the "did you
+    mean" name this command's options, not another command's."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` and of its subcommands."""
+    options = []
+    for action in parser._actions:
+        options += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                options += _option_strings(sub)
+    return sorted(set(options))
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _writable_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` when a file can be written there (checked before any work); UserError otherwise."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path}: the file name must end in one of {', '.join(suffixes)}")
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: cannot write in {parent}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path}: the file exists and is not writable")
+    return path
+
+
+def _load_torch(args: argparse.Namespace) -> None:
+    """Import torch once the arguments are known to be good, and configure it."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    torch.set_num_threads(max(1, args.threads))
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
+
 
 def _add_model_commands(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train a fusion network from a TOML config")
+    train = sub.add_parser(
+        "train", help="train a fusion network from a TOML config",
+        description="Train a fusion network as a TOML config describes; the validation-best epoch is "
+                    "saved with its SHA-256 beside it.",
+    )
     train.add_argument("--config", type=Path, required=True, help="training config (models/configs/*.toml)")
     train.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt; a .sha256 goes beside it)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set network.max_context=1 (repeatable)")
     train.set_defaults(run=run_train)
 
-    ev = sub.add_parser("evaluate", help="score a checkpoint on a labelled dataset")
+    ev = sub.add_parser(
+        "evaluate", help="score a checkpoint on a labelled dataset",
+        description="Score a checkpoint on a labelled dataset: WA, UA, weighted and unweighted F1, "
+                    "and the confusion matrix.",
+    )
     ev.add_argument("--dataset", required=True, help="loader name (iemocap-text, iemocap, meld, emodb, ...)")
     ev.add_argument("--data", type=Path, required=True, help="the dataset's file or folder")
     ev.add_argument("--split", default="test", help="corpus split (train, valid, test); 'all' for every sample")
     ev.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
-    ev.add_argument("--modalities", default="both", choices=["audio", "text", "both"])
-    ev.add_argument("--context", type=int, default=None, help="cut the dialogue context to N utterances")
+    ev.add_argument("--modalities", default="both", choices=["audio", "text", "both"],
+                    help="inputs the model is given (ablation; default both)")
+    ev.add_argument("--context", type=_positive_int, default=None,
+                    help="cut the dialogue context to N >= 1 utterances, the scored one included (default: the network's)")
     ev.add_argument("--speakers", help="comma-separated speaker ids to keep (e.g. held-out test speakers)")
     ev.add_argument("--pair-with", nargs=2, metavar=("DATASET", "PATH"),
                     help="pair every clip of this audio dataset with a same-label turn of --dataset "
                          "(pseudo-pairs: the shared data has no real audio+text pairs)")
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda, cuda:N")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     ev.set_defaults(run=run_evaluate)
 
-    cv = sub.add_parser("crossval", help="leave-one-speaker-out cross-validation of acoustic features")
+    cv = sub.add_parser(
+        "crossval", help="leave-one-speaker-out cross-validation of acoustic features",
+        description="Score acoustic features with a logistic regression in leave-one-speaker-out folds.",
+    )
     cv.add_argument("--dataset", required=True, help="an audio loader (turevdb, emodb, crema-d, ravdess, folders)")
-    cv.add_argument("--data", type=Path, required=True)
+    cv.add_argument("--data", type=Path, required=True, help="the dataset's folder")
     cv.add_argument("--labels", default="core4", help="label set (core4, turevdb4, emodb7, ...)")
-    cv.add_argument("--features", default="whisper", choices=["whisper", "egemaps"])
-    cv.add_argument("--json", action="store_true")
+    cv.add_argument("--features", default="whisper", choices=["whisper", "egemaps"],
+                    help="Whisper encoder statistics or eGeMAPS (default whisper)")
+    cv.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     cv.set_defaults(run=run_crossval)
 
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
-    """Flags shared by listen and replay; each overrides one config.toml setting."""
+    """Flags shared by listen and replay: output, then the settings."""
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="JSON lines on stdout (default when stdout is not a terminal)")
     out.add_argument("--no-display", action="store_true", help="no live display on stderr")
     out.add_argument("--plot", type=Path, metavar="FILE.png", help="write an emotion-over-time chart at the end")
+    _add_settings_options(p)
+
+
+def _add_settings_options(p: argparse.ArgumentParser) -> None:
+    """Flags shared by listen and replay; each overrides one config.toml setting."""
     cfg = p.add_argument_group("settings (override config.toml)")
     cfg.add_argument("--config", type=Path, help="a TOML file laid out like config.toml")
     cfg.add_argument("--print-config", action="store_true", help="print the effective settings as JSON and exit")
@@ -68,20 +182,30 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
-    listen = sub.add_parser("listen", help="recognise emotions live from a microphone")
+    listen = sub.add_parser(
+        "listen", help="recognise emotions live from a microphone",
+        description="Recognise emotions live from an input device (PortAudio). Ctrl-C or SIGTERM "
+                    "ends the session; the summary is still written.",
+    )
     listen.add_argument("--device", dest="input_device", metavar="NAME|INDEX", help="input device (see --list-devices)")
     listen.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     listen.add_argument("--channels", type=int, choices=[1, 2], help="2: one speaker per channel")
     _add_stream_options(listen)
     listen.set_defaults(run=run_listen)
 
-    replay = sub.add_parser("replay", help="run a recording through the same streaming path")
+    replay = sub.add_parser(
+        "replay", help="run a recording through the same streaming path",
+        description="Run an audio file through the same streaming path as the microphone: in real "
+                    "time with the live display, as fast as possible without it (--fast), or at --speed X.",
+    )
     replay.add_argument("file", type=Path, help="audio file (wav, flac, mp3, ogg, m4a, ...)")
     pace = replay.add_mutually_exclusive_group()
-    pace.add_argument("--fast", action="store_true", default=None, help="as fast as possible")
+    pace.add_argument("--fast", action="store_true", default=None,
+                      help="as fast as possible (default when no display is shown)")
     pace.add_argument("--speed", type=float, help="pace as a multiple of real time (default 1 with a display)")
     _add_stream_options(replay)
     replay.set_defaults(run=run_replay)
+
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -89,7 +213,9 @@ def settings_from_args(args: argparse.Namespace):
     from .config import load_settings
 
     speakers_mode = {1: "single", 2: None, None: None}[args.speakers]
-    return load_settings(args.config).updated({
+    if args.config is not None and not str(args.config):
+        args.config = None
+    settings = load_settings(args.config).updated(_unset_empty({
         "input": {
             "device": getattr(args, "input_device", None), "channels": getattr(args, "channels", None),
             "speed": getattr(args, "speed", None), "fast": getattr(args, "fast", None),
@@ -100,7 +226,15 @@ def settings_from_args(args: argparse.Namespace):
         "asr": {"model": args.asr_model, "device": args.asr_device, "compute_type": args.compute_type},
         "context": {"max_utterances": args.context},
         "model": {"checkpoint": args.checkpoint, "device": args.model_device, "modalities": args.modalities},
-    })
+    }))
+    if args.plot is not None:
+        _writable_file(args.plot, "--plot", PLOT_SUFFIXES)
+    return settings
+
+
+def _unset_empty(values: dict[str, dict]) -> dict[str, dict]:
+    """A flag given as "" means "unset", as "" does in config files (``--device ""``): skipped."""
+    return {section: {k: None if v == "" else v for k, v in keys.items()} for section, keys in values.items()}
 
 
 def _sinks(args: argparse.Namespace):
@@ -130,15 +264,18 @@ def _finish(result, args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from .session import build_pipeline, run_session
-    from .sinks.base import RunState
-    from .sources import FastClock, RealTimeClock, open_file, paced
-
     settings = settings_from_args(args)
     if args.print_config:
         print(json.dumps(settings.to_dict(), indent=2), flush=True)
         return 0
+    from .sources import FastClock, RealTimeClock, open_file, paced
+
     source = open_file(args.file)
+    settings.check_devices()
+    _load_torch(args)
+    from .session import build_pipeline, run_session
+    from .sinks.base import RunState
+
     sinks, display = _sinks(args)
     fast = settings.input.fast or (not display and args.speed is None)
     clock = FastClock() if fast else RealTimeClock(settings.input.speed)
@@ -151,13 +288,16 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_listen(args: argparse.Namespace) -> int:
-    from .session import build_pipeline, run_session
-    from .sinks.base import RunState
-
     if args.list_devices:
         from .devices import list_input_devices
 
-        for d in list_input_devices():
+        devices = list_input_devices()
+        if not devices:
+            raise UserError(
+                "PortAudio sees no audio input device; connect one, or on a headless Linux machine "
+                "start a PulseAudio server (README: Troubleshooting)"
+            )
+        for d in devices:
             print(json.dumps(d), flush=True)
         return 0
     settings = settings_from_args(args)
@@ -171,6 +311,11 @@ def run_listen(args: argparse.Namespace) -> int:
         int(device) if device is not None and str(device).isdigit() else device,
         settings.input.channels, settings.input.block_s, settings.input.queue_blocks,
     )
+    settings.check_devices()
+    _load_torch(args)
+    from .session import build_pipeline, run_session
+    from .sinks.base import RunState
+
     pipeline = build_pipeline(settings, settings.input.channels)
     sinks, _ = _sinks(args)
     try:
@@ -184,11 +329,15 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from models.frontends.text import TextEncoder
-    from models.frontends.whisper import WhisperEncoder
-    from models.training import TrainConfig, train
+    from models.training import TrainConfig
 
     config = TrainConfig.from_toml(args.config, args.set)
+    _writable_file(args.out, "--out", (".pt",))
+    _load_torch(args)
+    from models.frontends.text import TextEncoder
+    from models.frontends.whisper import WhisperEncoder
+    from models.training import train
+
     modalities = {d.modality for d in config.datasets}
     frontends = {}
     if modalities & {"text", "both"}:
@@ -212,6 +361,10 @@ def _print_scores(scores, as_json: bool) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from models.checks import check_torch_device
+
+    check_torch_device(args.device, "--device")
+    _load_torch(args)
     from models.evaluation import evaluate
 
     split = None if args.split == "all" else args.split
@@ -225,6 +378,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_crossval(args: argparse.Namespace) -> int:
+    _load_torch(args)
     from models.crossval import crossvalidate
 
     _print_scores(crossvalidate(args.dataset, args.data, args.labels, args.features), args.json)
@@ -232,33 +386,51 @@ def run_crossval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
+    parser = Parser(prog="emostream", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"emostream {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output on stderr")
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads", type=_positive_int, default=1,
         help="torch CPU threads (default 1: the fusion network and MiniLM work on tiny tensors, where "
              "OpenMP synchronisation costs more than it gains, up to 100x on a busy 2-core machine; "
              "Whisper has its own CTranslate2 threads)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     _add_stream_commands(sub)
     _add_model_commands(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: one line on stderr and exit 2 for user errors, 130 for Ctrl-C."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )
-    import torch
-    from transformers.utils import logging as transformers_logging
-
-    torch.set_num_threads(max(1, args.threads))
-    transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
+def _version() -> str:
     try:
+        return metadata.version("emostream")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return "unknown (not installed)"
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM outside a session (start-up, model loading): exit at once, 128 + 15, no traceback."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr and exit 2 for user errors, 130 for Ctrl-C, 143 for SIGTERM.
+
+    Bare ``emostream`` prints the help.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+        )
         return args.run(args)
     except UserError as err:
         print(f"emostream: error: {err}", file=sys.stderr, flush=True)
@@ -266,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emostream: interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # the reader of --print-config or --list-devices went away (| head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -7,19 +7,26 @@ documents each one), a ``--config FILE``, then command-line flags. ``Settings.to
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
+
+from models.checks import (
+    CTRANSLATE2_DEVICES,
+    TORCH_DEVICE,
+    check_ctranslate2_device,
+    check_torch_device,
+    check_type,
+)
 
 from .context import ContextConfig
 from .errors import UserError
 from .records import Speaker
 from .segmenter import SegmenterConfig
+from .speakers import SpeakerConfig, SpeakerMode, VoiceFeature
 from .transcriber import TranscriberConfig
-
-if TYPE_CHECKING:
-    from .speakers import SpeakerConfig
 
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -58,10 +65,8 @@ class SpeakersConfig:
     feature: str = "pitch_mfcc"
     new_speaker_distance: float | None = None
 
-    def resolve(self, channels: int) -> "SpeakerConfig":
+    def resolve(self, channels: int) -> SpeakerConfig:
         """The attribution settings for a source with ``channels`` channels."""
-        from .speakers import SpeakerConfig, SpeakerMode, VoiceFeature
-
         mode = self.mode if self.mode != "auto" else ("channel" if channels == 2 else "voice")
         try:
             return SpeakerConfig(
@@ -94,12 +99,88 @@ class Settings:
     context: ContextConfig = field(default_factory=ContextConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
+    def __post_init__(self) -> None:
+        for name, (holds, expected) in RULES.items():
+            value = _lookup(self, name)
+            if value is not None and not holds(value):
+                raise UserError(f"{describe(name)} must be {expected}, got {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check_devices(self) -> None:
+        """UserError when a CUDA device is asked for on a machine without one (no torch import).
+
+        Separate from construction because it asks the hardware: ``--print-config`` does not.
+        """
+        check_ctranslate2_device(self.asr.device, describe("asr.device"))
+        check_torch_device(self.model.device, describe("model.device"))
 
     def updated(self, values: dict[str, dict[str, Any]]) -> "Settings":
         """A copy with ``{"section": {"key": value}}`` applied (None values are skipped)."""
         return _merge(self, values, "")
+
+
+# The command-line flag of a setting, named in error messages next to the setting.
+FLAGS = {
+    "input.device": "--device", "input.channels": "--channels", "input.speed": "--speed",
+    "input.fast": "--fast", "input.max_seconds": "--max-seconds", "vad.aggressiveness": "--vad-aggressiveness",
+    "speakers.swap_channels": "--swap-channels", "asr.model": "--asr-model", "asr.device": "--asr-device",
+    "asr.compute_type": "--compute-type", "context.max_utterances": "--context",
+    "model.checkpoint": "--checkpoint", "model.device": "--model-device", "model.modalities": "--modalities",
+}
+# CTranslate2's compute types (ctranslate2.get_supported_compute_types lists the ones a device runs).
+COMPUTE_TYPES = (
+    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32",
+)
+WHISPER_MAX_TOKENS = 448  # Whisper's decoder context
+
+
+def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(map(str, choices))
+
+
+# Range rules per setting, beyond the types the dataclass annotations give (models.checks.check_type).
+# vad.* is checked by SegmenterConfig itself. None ("unset") is never checked.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input.channels": _one_of(1, 2),
+    "input.block_s": ((lambda v: 0.01 <= v <= 1.0), "between 0.01 and 1 (seconds)"),
+    "input.queue_blocks": ((lambda v: v >= 1), "at least 1"),
+    "input.speed": ((lambda v: v > 0), "> 0 (a multiple of real time)"),
+    "input.max_seconds": ((lambda v: v > 0), "> 0 (seconds)"),
+    "speakers.mode": _one_of("auto", *(m.value for m in SpeakerMode)),
+    "speakers.feature": _one_of(*(m.value for m in VoiceFeature)),
+    "speakers.new_speaker_distance": ((lambda v: v > 0), "> 0"),
+    "asr.device": _one_of(*CTRANSLATE2_DEVICES),
+    "asr.compute_type": _one_of(*COMPUTE_TYPES),
+    "asr.decoding.beam_size": ((lambda v: 1 <= v <= 20), "between 1 and 20"),
+    "asr.decoding.max_tokens": ((lambda v: 1 <= v <= WHISPER_MAX_TOKENS), f"between 1 and {WHISPER_MAX_TOKENS}"),
+    "asr.decoding.no_speech_threshold": ((lambda v: 0 <= v <= 1), "between 0 and 1 (a probability)"),
+    "asr.decoding.logprob_threshold": ((lambda v: v <= 0), "<= 0 (a mean log-probability)"),
+    "asr.decoding.compression_ratio_threshold": ((lambda v: v > 0), "> 0"),
+    "context.max_utterances": ((lambda v: v >= 1), "at least 1 (the new utterance itself)"),
+    "context.max_seconds": ((lambda v: v > 0), "> 0 (seconds)"),
+    "model.device": ((lambda v: bool(TORCH_DEVICE.fullmatch(v))), "auto, cpu, cuda or cuda:N"),
+    "model.modalities": _one_of("both", "audio", "text"),
+}
+
+
+def describe(name: str) -> str:
+    """A setting as the user knows it: ``context.max_utterances (--context)``."""
+    flag = FLAGS.get(name)
+    return f"{name} ({flag})" if flag else name
+
+
+def _lookup(settings: Any, name: str) -> Any:
+    for part in name.split("."):
+        settings = getattr(settings, part)
+    return settings
+
+
+def _unknown(name: str, known: list[str], where: str) -> UserError:
+    close = difflib.get_close_matches(name.rsplit(".", 1)[-1], known, n=1)
+    hint = f"; did you mean {where + close[0]!r}?" if close else "; see config.toml for the settings"
+    return UserError(f"unknown setting {name!r}{hint}")
 
 
 def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
@@ -108,13 +189,14 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         name = f"{where}{key}"
         if key not in known:
-            raise UserError(f"unknown setting {name!r}; see config.toml for the settings")
+            raise _unknown(name, list(known), where)
         current = getattr(obj, key)
         if hasattr(current, "__dataclass_fields__"):
             if not isinstance(value, dict):
                 raise UserError(f"setting {name!r} is a section, not a value")
             changes[key] = _merge(current, value, f"{name}.")
         elif value is not None:
+            check_type(known[key], value, describe(name))
             changes[key] = value
     try:
         return replace(obj, **changes)
@@ -130,6 +212,10 @@ def load_settings(path: Path | None = None) -> Settings:
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"--config {path} is a directory, not a TOML file") from None
+    except OSError as err:
+        raise UserError(f"cannot read config file {path}: {err.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid TOML ({err})") from None
     return Settings().updated(_none_markers(raw))

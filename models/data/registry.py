@@ -8,10 +8,12 @@ from pathlib import Path
 
 from models.data.acted import load_crema_d, load_emodb, load_folders, load_ravdess, load_turevdb
 from models.data.dailydialog import load_dailydialog
+from models.data.emocontext import load_emocontext
 from models.data.goemotions import load_goemotions
 from models.data.iemocap import load_iemocap, load_iemocap_text
 from models.data.manifest import load_manifest
 from models.data.meld import load_meld
+from models.data.reccon import load_reccon
 from models.data.sample import MISSING_LABEL, LoadResult, Sample, parse_split
 from models.errors import UserError
 
@@ -23,6 +25,8 @@ DATASETS: dict[str, Loader] = {
     "meld": load_meld,
     "dailydialog": load_dailydialog,
     "goemotions": load_goemotions,
+    "emocontext": load_emocontext,
+    "reccon": load_reccon,
     "crema-d": load_crema_d,
     "ravdess": load_ravdess,
     "emodb": load_emodb,
