@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from models.predictor import ContextItem
+if TYPE_CHECKING:  # models.predictor loads torch; settings are read before any model loads
+    from models.predictor import ContextItem
 
 
 @dataclass(frozen=True)
