@@ -6,6 +6,11 @@ fast as it decodes; pacing it like a live stream is the caller's choice of `Cloc
 
 Channels: mono and stereo are kept as they are (stereo = one speaker per channel). A file with
 more than two channels keeps its first two (front left/right for surround layouts) and logs it.
+
+A file is checked before a session starts (:func:`open_file`): a stream FFmpeg cannot decode, a
+header sample rate outside what any recording uses, or no decodable sample at all is a UserError.
+Samples that are not finite (NaN, inf) become silence, and samples beyond full scale are clipped,
+each with one warning.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import struct
 import threading
 import time
 from collections import Counter
@@ -31,7 +37,10 @@ from streamer.records import SAMPLE_RATE, AudioBlock
 log = logging.getLogger(__name__)
 
 MAX_CHANNELS = 2  # speakers A and B; further channels are dropped
+MIN_RATE = 4_000  # Hz; below this a header rate is corrupt (telephone speech is 8 kHz)
+MAX_RATE = 768_000  # Hz; the highest rate audio interfaces record at
 _SHORTFALL_S = 0.1  # decoded audio this much shorter than the announced duration = truncated
+_WAV_BITS = {1: (8, 16, 24, 32), 3: (32, 64)}  # WAV format tag (PCM, IEEE float) -> usual sample sizes
 
 
 class BlockMaker:
@@ -160,25 +169,23 @@ class FileSource:
         maker = BlockMaker(self.sample_rate, self.channels, block_s)
         decoded_n = 0  # native-rate samples decoded
         problem = ""
-        with _open_container(self.path) as container:
-            stream = container.streams.audio[0]
-            to_float = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
-            try:
-                for packet in container.demux(stream):
-                    if packet.is_corrupt:
-                        problem = "a corrupt or cut packet"
-                    for frame in packet.decode():
-                        for converted in to_float.resample(frame):
-                            samples = converted.to_ndarray()[: self.channels].T  # [n, channels]
-                            decoded_n += len(samples)
-                            yield from maker.feed(samples)
-            except av.FFmpegError as exc:
-                if decoded_n == 0:
-                    raise UserError(f"cannot decode audio in {self.path}: {exc}") from None
-                problem = f"a decoding error ({exc})"
+        repaired = Counter()  # "non-finite" / "beyond full scale" -> samples changed
+        try:
+            for samples in _decode(self.path, self.channels):
+                if samples is None:
+                    problem = problem or "a corrupt or cut packet"
+                    continue
+                decoded_n += len(samples)
+                yield from maker.feed(_repair(samples, repaired))
+        except av.FFmpegError as exc:
+            if decoded_n == 0:
+                raise UserError(f"cannot decode audio in {self.path}: {exc}") from None
+            problem = f"a decoding error ({exc})"
         if decoded_n == 0:
             raise UserError(f"no audio could be decoded from {self.path}")
         yield from maker.flush()
+        for kind, n in repaired.items():
+            log.warning("%s: %d sample(s) %s: %s", self.path, n, kind, _REPAIRS[kind])
         decoded_s = decoded_n / self.sample_rate
         if not problem and self.duration is not None and decoded_s < self.duration - _SHORTFALL_S:
             problem = f"the container announces {self.duration:.2f} s"
@@ -186,8 +193,43 @@ class FileSource:
             log.warning("%s looks truncated (%s): used the %.2f s that decode", self.path, problem, decoded_s)
 
 
+_REPAIRS = {"not finite (NaN or inf)": "replaced by silence", "beyond full scale": "clipped to [-1, 1]"}
+
+
+def _decode(path: Path, channels: int) -> Iterator[np.ndarray | None]:
+    """The file's first audio stream as float32 [n, channels] chunks at its own rate; None marks
+    a corrupt packet (decoding goes on). Raises av.FFmpegError where FFmpeg gives up."""
+    with _open_container(path) as container:
+        stream = container.streams.audio[0]
+        to_float = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                yield None
+            for frame in packet.decode():
+                for converted in to_float.resample(frame):
+                    yield converted.to_ndarray()[:channels].T
+
+
+def _repair(samples: np.ndarray, counts: Counter[str]) -> np.ndarray:
+    """NaN/inf -> 0 and |x| > 1 -> clipped, counted in ``counts`` (float files can hold both)."""
+    finite = np.isfinite(samples)
+    if not finite.all():
+        counts["not finite (NaN or inf)"] += int(np.count_nonzero(~finite))
+        samples = np.where(finite, samples, np.float32(0.0))
+    loud = np.abs(samples) > 1.0
+    if loud.any():
+        counts["beyond full scale"] += int(np.count_nonzero(loud))
+        samples = np.clip(samples, -1.0, 1.0)
+    return samples
+
+
 def open_file(path: str | os.PathLike[str]) -> FileSource:
-    """Check and describe an audio file; UserError with one line for anything unusable."""
+    """Check and describe an audio file; UserError with one line for anything unusable.
+
+    Checked here, before any model loads or any output is written: the file exists and FFmpeg
+    reads an audio stream from it, that stream has a decoder, a plausible sample rate
+    (MIN_RATE..MAX_RATE Hz) and channels, and at least one sample decodes.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"audio file not found: {path}")
@@ -203,10 +245,19 @@ def open_file(path: str | os.PathLike[str]) -> FileSource:
                 f"with {kinds} streams and no audio stream"
             )
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            wav = _wav_format(path)
+            encoding = f"WAV format tag {wav[0]:#06x}" if wav else container.format.name
+            raise UserError(f"{path}: no decoder for its audio encoding ({encoding}); convert it to WAV PCM or FLAC")
         file_channels = stream.codec_context.layout.nb_channels
         rate = stream.codec_context.sample_rate
         if not rate or not file_channels:
             raise UserError(f"{path}: audio stream without a sample rate or channels")
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise UserError(
+                f"{path}: the header says {rate} Hz, outside {MIN_RATE}..{MAX_RATE} Hz: "
+                "a corrupt header or not a recording"
+            )
         duration = None
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
@@ -214,7 +265,34 @@ def open_file(path: str | os.PathLike[str]) -> FileSource:
             duration = container.duration / av.time_base
     if file_channels > MAX_CHANNELS:
         log.warning("%s has %d channels: using the first %d", path, file_channels, MAX_CHANNELS)
-    return FileSource(path, min(file_channels, MAX_CHANNELS), rate, duration)
+    channels = min(file_channels, MAX_CHANNELS)
+    _warn_odd_wav_bits(path)
+    try:
+        if next((s for s in _decode(path, channels) if s is not None and len(s)), None) is None:
+            raise UserError(f"no audio could be decoded from {path}: it holds no samples")
+    except av.FFmpegError as exc:
+        raise UserError(f"cannot decode audio in {path}: {exc}") from None
+    return FileSource(path, channels, rate, duration)
+
+
+def _wav_format(path: Path) -> tuple[int, int] | None:
+    """(format tag, bits per sample) from a WAV file's fmt chunk; None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    at = head.find(b"fmt ")
+    if not head.startswith(b"RIFF") or at < 0 or len(head) < at + 24:
+        return None
+    tag, _, _, _, _, bits = struct.unpack_from("<HHIIHH", head, at + 8)
+    return tag, bits
+
+
+def _warn_odd_wav_bits(path: Path) -> None:
+    """Warn when a WAV header gives a sample size its format does not use (a 7-bit "PCM" file is
+    decoded as FFmpeg guesses, most likely garbage)."""
+    tag, bits = _wav_format(path) or (0, 0)
+    if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
+        log.warning("%s: the WAV header says %d bits per sample, which its format does not use: "
+                    "the audio may decode as noise", path, bits)
 
 
 def _open_container(path: Path) -> Any:
