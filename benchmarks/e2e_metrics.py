@@ -1,0 +1,192 @@
+"""Metrics of the end-to-end benchmark: what the pipeline said against what was spoken.
+
+Definitions (also in docs/benchmarks.md, "End to end from speech"):
+
+- **segmentation recall**: share of true turns covered for at least ``MIN_COVER`` (50 %) of their
+  duration by the union of the emitted utterances' [start, end] spans.
+- **match**: each true turn takes the emitted utterance that overlaps it most in time; a turn
+  overlapped by none is *missed*. Speaker and emotion are read from the matched utterance (one
+  utterance can serve two turns when the VAD merged them).
+- **corpus WER**: per dialogue, the reference is the spoken turns joined in order and the
+  hypothesis the emitted texts joined in time order, both normalised by :func:`normalise`; errors
+  are summed over the corpus (jiwer) and divided by the reference words.
+- **speaker accuracy**: share of matched turns whose speaker is right under the better of the two
+  labelings (A/B as is, or swapped) of each dialogue.
+- **UA / WF1**: over the turns whose corpus label the model's label set holds; a missed turn counts
+  as wrong (predicted class -1). **change accuracy**: accuracy on the scored turns whose class
+  differs from the previous scored turn's in the same dialogue.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_COVER = 0.5  # a turn is found when emitted utterances cover this share of it
+MISSED = -1  # predicted class of a turn no utterance overlaps
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+@dataclass(frozen=True)
+class Span:
+    """What the pipeline emitted for one utterance (times in seconds of the recording)."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str
+    emotion: str
+
+
+@dataclass(frozen=True)
+class TrueTurn:
+    """What was spoken: times in seconds; ``label`` the class index, or None when not scored."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str
+    label: int | None
+
+
+def number_words(n: int) -> str:
+    """Non-negative integer as spoken ("1000" -> "one thousand"); up to 999,999,999."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return f"{number_words(n // size)} {name}" + ("" if rest == 0 else " " + number_words(rest))
+    raise AssertionError("unreachable")
+
+
+def _spoken_number(match: re.Match[str]) -> str:
+    whole, _, fraction = match.group(0).replace(",", "").partition(".")
+    words = number_words(int(whole)) if len(whole) <= 9 else " ".join(_ONES[int(d)] for d in whole)
+    return words + ("" if not fraction else " point " + " ".join(_ONES[int(d)] for d in fraction))
+
+
+def normalise(text: str) -> str:
+    """Text for WER: lowercase; numbers as spoken ("5" -> "five", "3.5" -> "three point five",
+    "1,000" -> "one thousand", "%" -> "percent"); apostrophes dropped ("don't" -> "dont");
+    hyphens, other punctuation and bracketed noises ("[LAUGHTER]") become spaces."""
+    text = text.lower().replace("\u2019", "'").replace("%", " percent ")
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\d[\d,]*(\.\d+)?", lambda m: " " + _spoken_number(m) + " ", text)
+    text = text.replace("'", "")
+    text = re.sub(r"[^a-z ]+", " ", text)
+    return " ".join(text.split())
+
+
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Word errors summed over all pairs / reference words, after :func:`normalise`.
+
+    Pairs whose normalised reference is empty are skipped (nothing was said to get right).
+    """
+    import jiwer
+
+    pairs = [(normalise(r), normalise(h)) for r, h in zip(references, hypotheses, strict=True)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        return 0.0
+    refs, hyps = zip(*pairs)
+    return float(jiwer.wer(list(refs), list(hyps)))
+
+
+def overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
+    """Seconds that [a_start, a_end] and [b_start, b_end] share."""
+    return max(0.0, min(a_end, b_end) - max(a_start, b_start))
+
+
+def coverage(turn: TrueTurn, spans: Sequence[Span]) -> float:
+    """Share of the turn's duration covered by the union of ``spans`` (0..1)."""
+    pieces = sorted((max(s.start, turn.start), min(s.end, turn.end)) for s in spans if overlap(s.start, s.end, turn.start, turn.end) > 0)
+    covered, reach = 0.0, turn.start
+    for start, end in pieces:
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered / max(turn.end - turn.start, 1e-9)
+
+
+def best_match(turn: TrueTurn, spans: Sequence[Span]) -> int | None:
+    """Index of the span overlapping ``turn`` most, or None when none overlaps it."""
+    best, most = None, 0.0
+    for i, span in enumerate(spans):
+        shared = overlap(span.start, span.end, turn.start, turn.end)
+        if shared > most:
+            best, most = i, shared
+    return best
+
+
+@dataclass(frozen=True)
+class DialogueScore:
+    """Per-turn outcomes for one dialogue, in turn order (aggregated by :func:`aggregate`)."""
+
+    found: tuple[bool, ...]  # covered >= MIN_COVER
+    speaker_correct: int  # matched turns with the right speaker, best A/B mapping
+    speaker_matched: int  # matched turns
+    y_true: tuple[int, ...]  # scored turns only
+    y_pred: tuple[int, ...]  # MISSED where no span overlaps
+    change: tuple[bool, ...]  # scored turn whose class differs from the previous scored turn's
+    reference: str  # the spoken text, turns joined
+    hypothesis: str  # the emitted text, spans joined in time order
+
+
+def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Sequence[str]) -> DialogueScore:
+    """Compare one dialogue's emitted spans with its true turns. labels: the model's classes."""
+    spans = sorted(spans, key=lambda s: s.start)
+    matches = [best_match(t, spans) for t in turns]
+    same = swapped = 0
+    for turn, m in zip(turns, matches):
+        if m is not None:
+            same += spans[m].speaker == turn.speaker
+            swapped += spans[m].speaker != turn.speaker
+    y_true, y_pred, change, previous = [], [], [], None
+    for turn, m in zip(turns, matches):
+        if turn.label is None:
+            continue
+        emotion = spans[m].emotion if m is not None else None
+        y_true.append(turn.label)
+        y_pred.append(labels.index(emotion) if emotion in labels else MISSED)
+        change.append(previous is not None and turn.label != previous)
+        previous = turn.label
+    return DialogueScore(
+        found=tuple(coverage(t, spans) >= MIN_COVER for t in turns),
+        speaker_correct=max(same, swapped), speaker_matched=same + swapped,
+        y_true=tuple(y_true), y_pred=tuple(y_pred), change=tuple(change),
+        reference=" ".join(t.text for t in turns), hypothesis=" ".join(s.text for s in spans),
+    )
+
+
+def aggregate(scores: Sequence[DialogueScore], labels: Sequence[str]) -> dict[str, float | int]:
+    """Set-level figures from per-dialogue scores (module docstring: definitions)."""
+    from models.metrics import score
+
+    found = [f for s in scores for f in s.found]
+    y_true = np.array([y for s in scores for y in s.y_true], dtype=int)
+    y_pred = np.array([y for s in scores for y in s.y_pred], dtype=int)
+    change = np.array([c for s in scores for c in s.change], dtype=bool)
+    emotion = score(y_true, y_pred, tuple(labels))
+    matched = sum(s.speaker_matched for s in scores)
+    return {
+        "dialogues": len(scores),
+        "turns": len(found),
+        "scored_turns": int(len(y_true)),
+        "change_turns": int(change.sum()),
+        "segmentation_recall": float(np.mean(found)) if found else 0.0,
+        "wer": corpus_wer([s.reference for s in scores], [s.hypothesis for s in scores]),
+        "speaker_accuracy": sum(s.speaker_correct for s in scores) / matched if matched else 0.0,
+        "ua": emotion.ua,
+        "wf1": emotion.wf1,
+        "change_accuracy": float(np.mean(y_true[change] == y_pred[change])) if change.any() else 0.0,
+        "missed_scored_turns": int((y_pred == MISSED).sum()),
+        "per_class_recall": {k: v["recall"] for k, v in emotion.per_class.items()},
+    }
