@@ -8,8 +8,10 @@ utterance with both, so this is how the fusion ablation is measured; the model c
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +22,8 @@ from models.errors import UserError
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_dataset
-from .data.sample import Sample, parse_split
+from .data.sample import Sample, dialogues, parse_split
+from .labels import LabelSet, fold_matrix, label_set
 from .frontends.identity import same_frontend
 from .metrics import Scores, score
 from .predictor import load_network, pick_device, predict_windows
@@ -94,6 +97,8 @@ def evaluate(
     speakers: Sequence[str] | None = None,
     pair_with: tuple[str, Path] | None = None,
     seed: int = 0,
+    labels: str | None = None,
+    predictions: Path | None = None,
 ) -> Scores:
     """Score ``checkpoint_path`` (default: shipped) on ``dataset`` at ``data``.
 
@@ -103,11 +108,16 @@ def evaluate(
     speakers (of both datasets). pair_with: (audio dataset, path) whose clips are paired with
     same-label turns of ``dataset`` (seeded by ``seed``); only the pairs are scored, and
     ``n_excluded`` counts the clips left unpaired. With ``modalities="audio"`` each clip is scored
-    alone; with ``"text"`` its partner turn is, in its dialogue context.
+    alone; with ``"text"`` its partner turn is, in its dialogue context. labels: score in this
+    label set (e.g. "core4"): targets are folded onto it and the model's probabilities summed onto
+    its classes (:func:`models.labels.fold_matrix`; classes that fold onto none drop out).
+    predictions: write one JSON line per scored utterance there. The scores carry a "shift"
+    subset: turns whose emotion differs from the previous turn's in the same dialogue.
     """
     if modalities not in MODALITIES:
         raise UserError(f"--modalities must be one of {', '.join(MODALITIES)}")
     checkpoint, _ = load_checkpoint(checkpoint_path)
+    target_set = label_set(labels) if labels else checkpoint.label_set
     dev = pick_device(device)
     network = load_network(checkpoint, dev)
     cfg = network.config
@@ -122,16 +132,16 @@ def evaluate(
         text_rows, text_table = text_features(samples, checkpoint)
     if pair_with is None and use_audio and any(s.audio_path for s in samples):
         audio_rows, audio_table = audio_features(samples, checkpoint, asr_model)
-    windows, excluded = build_windows(samples, checkpoint.label_set, context, text_rows, audio_rows)
+    windows, excluded = build_windows(samples, target_set, context, text_rows, audio_rows)
 
     if pair_with is not None:
         clips = [s for s in select_samples(*pair_with, None, speakers) if s.audio_path]
         clip_rows, clip_table = audio_features(clips, checkpoint, asr_model)
-        clip_windows, _ = build_windows(clips, checkpoint.label_set, 1, None, clip_rows)
+        clip_windows, _ = build_windows(clips, target_set, 1, None, clip_rows)
         windows = pseudo_pairs(windows, clip_windows, random.Random(seed))
         excluded = len(clips) - len(windows)  # clips outside the label set or without a partner
         if not use_text:  # the clip alone, as the audio corpus is scored on its own
-            windows = [Window((MISSING,), w.audio_rows[-1:], w.speakers[-1:], w.label, w.target) for w in windows]
+            windows = [replace(w, text_rows=(MISSING,), audio_rows=w.audio_rows[-1:], speakers=w.speakers[-1:]) for w in windows]
         if use_audio:
             audio_table = clip_table
         else:  # the same pairs, audio withheld
@@ -139,7 +149,49 @@ def evaluate(
     elif text_rows is None and audio_rows is None:
         raise UserError(f"{dataset}: the data has none of the requested modalities ({modalities})")
     if not windows:
-        raise UserError(f"{dataset}: no sample has a label in {checkpoint.label_set.labels}")
-    probs = predict_windows(network, windows, text_table, audio_table, dev)
+        raise UserError(f"{dataset}: no sample has a label in {target_set.labels}")
+    folded = predict_windows(network, windows, text_table, audio_table, dev) @ fold_matrix(checkpoint.label_set, target_set)
+    probs = folded / np.clip(folded.sum(1, keepdims=True), 1e-12, None)  # [N, C_target]
     y_true = np.array([w.label for w in windows])
-    return score(y_true, probs.argmax(1), checkpoint.label_set.labels, n_excluded=excluded, probs=probs)
+    scores = score(y_true, probs.argmax(1), target_set.labels, n_excluded=excluded, probs=probs)
+    if pair_with is not None:
+        return scores
+    shifts = shift_turns(samples, target_set)
+    is_shift = np.array([w.key in shifts for w in windows])
+    if predictions is not None:
+        write_predictions(predictions, samples, windows, probs, target_set)
+    return scores.with_subsets({"shift": score(y_true[is_shift], probs[is_shift].argmax(1), target_set.labels, probs=probs[is_shift])})
+
+
+def shift_turns(samples: Sequence[Sample], labels: LabelSet) -> set[str]:
+    """Ids of the labelled turns whose emotion (folded onto ``labels`` where it can be) differs
+    from the previous turn's in the same dialogue; turns after an unlabelled one are left out."""
+    def folded(sample: Sample) -> object:
+        index = labels.index(sample.label)
+        return sample.label.value if index is None else index
+
+    return {
+        turn.id
+        for dialogue in dialogues(samples)
+        for previous, turn in zip(dialogue, dialogue[1:])
+        if previous.label is not None and turn.label is not None and folded(previous) != folded(turn)
+    }
+
+
+def write_predictions(path: Path, samples: Sequence[Sample], windows: Sequence[Window],
+                      probs: np.ndarray, labels: LabelSet) -> None:
+    """One JSON line per scored window: dialogue, turn, speaker, text, label, prediction,
+    probabilities (label -> probability, 4 decimals). probs: float [N, C]."""
+    by_id = {s.id: s for s in samples}
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            for window, row in zip(windows, probs):
+                sample = by_id[window.key]
+                out.write(json.dumps({
+                    "dialogue": sample.dialogue, "turn": sample.turn, "speaker": sample.speaker,
+                    "text": sample.text, "label": labels.labels[window.label],
+                    "prediction": labels.labels[int(row.argmax())],
+                    "probabilities": {name: round(float(p), 4) for name, p in zip(labels.labels, row)},
+                }, ensure_ascii=False) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write predictions to {path}: {err.strerror}") from None

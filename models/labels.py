@@ -221,3 +221,11 @@ LABEL_SETS: dict[str, LabelSet] = {
          "disgusted": "other", "calm": "other", "bored": "other", "frustrated": "other"},
     ),
 }
+
+
+def label_set(name: str) -> LabelSet:
+    """The label set called ``name``, or a :class:`UserError` listing them."""
+    try:
+        return LABEL_SETS[name]
+    except KeyError:
+        raise UserError(f"unknown label set {name!r}; one of {sorted(LABEL_SETS)}") from None

@@ -6,7 +6,7 @@ ECE = expected calibration error of the top-class probability (when probabilitie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
@@ -26,13 +26,19 @@ class Scores:
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     ece: float | None = None  # expected calibration error, 0..1; None without probabilities
+    subsets: dict[str, "Scores"] = field(default_factory=dict)  # e.g. "shift": emotion-change turns
 
     def to_dict(self) -> dict:
         return {
             "wa": self.wa, "ua": self.ua, "wf1": self.wf1, "uwf1": self.uwf1, "ece": self.ece,
             "n": self.n, "n_excluded": self.n_excluded, "labels": list(self.labels),
             "per_class": self.per_class, "confusion": self.confusion,
+            "subsets": {name: sub.to_dict() for name, sub in self.subsets.items()},
         }
+
+    def with_subsets(self, subsets: dict[str, "Scores"]) -> "Scores":
+        """The same figures with scores on named subsets of the items attached."""
+        return replace(self, subsets=subsets)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> float:
@@ -103,4 +109,7 @@ def format_scores(scores: Scores) -> str:
               " " * width + "".join(f"{n[:width - 1]:>{width}}" for n in scores.labels)]
     for name, row in zip(scores.labels, scores.confusion):
         lines.append(f"{name[:width - 1]:<{width}}" + "".join(f"{v:>{width}d}" for v in row))
+    for name, sub in scores.subsets.items():
+        lines += ["", f"{name}: n={sub.n}  WA {100 * sub.wa:.2f}  UA {100 * sub.ua:.2f}  "
+                      f"WF1 {100 * sub.wf1:.2f}  UWF1 {100 * sub.uwf1:.2f}"]
     return "\n".join(lines)

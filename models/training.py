@@ -31,7 +31,7 @@ from models.errors import UserError
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
-from .labels import LABEL_SETS, LabelSet, fold_matrix
+from .labels import LabelSet, fold_matrix, label_set
 from .losses import (
     LossWeights, hard_negative_matching_loss, label_alignment_loss, partial_cross_entropy,
     probability_mse, soft_cross_entropy, total_loss,
@@ -123,14 +123,6 @@ class TrainConfig:
     @property
     def labels(self) -> LabelSet:
         return label_set(self.label_set).with_merge(self.merge)
-
-
-def label_set(name: str) -> LabelSet:
-    """The label set called ``name``, or a :class:`UserError` listing them."""
-    try:
-        return LABEL_SETS[name]
-    except KeyError:
-        raise UserError(f"unknown label set {name!r}; one of {sorted(LABEL_SETS)}") from None
 
 
 def apply_override(raw: dict, item: str) -> None:
