@@ -1,0 +1,148 @@
+"""The end-to-end benchmark's metrics and renderer (benchmarks/e2e_metrics.py, dialogues.py).
+
+The figures themselves come from ``python benchmarks/end_to_end.py``; these tests check that the
+measuring is right: known inputs, known answers.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from benchmarks.dialogues import render, speakable
+from benchmarks.e2e_metrics import (
+    MISSED,
+    Span,
+    TrueTurn,
+    aggregate,
+    corpus_wer,
+    coverage,
+    normalise,
+    number_words,
+    score_dialogue,
+)
+from models.audio import SAMPLE_RATE
+from models.data.sample import Sample
+from models.labels import Emotion
+
+LABELS = ("neutral", "happy", "sad", "angry")
+TURNS = [
+    TrueTurn(0.5, 2.0, "Hello there.", "A", 0),
+    TrueTurn(2.5, 4.0, "I am so happy today!", "B", 1),
+    TrueTurn(4.5, 6.0, "That's wonderful.", "A", 1),
+    TrueTurn(6.5, 8.0, "But I lost my keys.", "B", 2),
+]
+
+
+def spans_from(turns, speakers=None, emotions=None):
+    """Perfect spans for ``turns``, optionally with other speakers / emotions."""
+    return [
+        Span(t.start, t.end, t.text, (speakers or {}).get(i, t.speaker), (emotions or {}).get(i, LABELS[t.label]))
+        for i, t in enumerate(turns)
+    ]
+
+
+def test_number_words():
+    assert number_words(0) == "zero"
+    assert number_words(42) == "forty two"
+    assert number_words(1000) == "one thousand"
+    assert number_words(2305) == "two thousand three hundred five"
+
+
+def test_normalise_numbers_punctuation_case():
+    assert normalise("It's 5 blocks away, OK?") == "its five blocks away ok"
+    assert normalise("1,000 Yuan. [LAUGHTER] Well-known 3.5%") == "one thousand yuan well known three point five percent"
+    assert normalise("Don\u2019t") == normalise("don't") == "dont"
+
+
+def test_corpus_wer():
+    assert corpus_wer(["Hello, there!"], ["hello there"]) == 0.0
+    # one substitution over 4 + 2 reference words, summed over the corpus
+    assert corpus_wer(["a b c d", "e f"], ["a b x d", "e f"]) == pytest.approx(1 / 6)
+    assert corpus_wer(["one two"], [""]) == 1.0
+    assert corpus_wer(["[LAUGHTER]"], ["ha"]) == 0.0  # nothing said: skipped
+
+
+def test_coverage_unions_overlapping_spans():
+    turn = TrueTurn(1.0, 3.0, "", "A", 0)
+    assert coverage(turn, [Span(0.0, 1.5, "", "A", "neutral"), Span(1.2, 2.0, "", "A", "neutral")]) == pytest.approx(0.5)
+    assert coverage(turn, [Span(3.5, 4.0, "", "A", "neutral")]) == 0.0
+
+
+def test_perfect_output_scores_perfectly():
+    result = aggregate([score_dialogue(TURNS, spans_from(TURNS), LABELS)], LABELS)
+    assert result["segmentation_recall"] == 1.0
+    assert result["wer"] == 0.0
+    assert result["speaker_accuracy"] == 1.0
+    assert result["ua"] == 1.0 and result["wf1"] == 1.0
+    assert result["change_turns"] == 2 and result["change_accuracy"] == 1.0
+
+
+def test_speaker_accuracy_is_swap_invariant():
+    swapped = spans_from(TURNS, speakers={i: "B" if t.speaker == "A" else "A" for i, t in enumerate(TURNS)})
+    one_wrong = spans_from(TURNS, speakers={0: "B"})
+    assert aggregate([score_dialogue(TURNS, swapped, LABELS)], LABELS)["speaker_accuracy"] == 1.0
+    assert aggregate([score_dialogue(TURNS, one_wrong, LABELS)], LABELS)["speaker_accuracy"] == 0.75
+
+
+def test_missed_turn_counts_wrong_and_merged_turns_share_one_span():
+    missed = spans_from(TURNS)[:3]
+    score = score_dialogue(TURNS, missed, LABELS)
+    assert score.y_pred[-1] == MISSED
+    result = aggregate([score], LABELS)
+    assert result["segmentation_recall"] == 0.75 and result["missed_scored_turns"] == 1
+    assert result["per_class_recall"]["sad"] == 0.0
+    merged = [Span(0.4, 4.1, "hello there i am so happy today", "A", "happy")] + spans_from(TURNS)[2:]
+    score = score_dialogue(TURNS, merged, LABELS)
+    assert score.y_pred[:2] == (1, 1)  # both turns read the merged span's emotion
+    assert aggregate([score], LABELS)["segmentation_recall"] == 1.0
+
+
+def test_change_accuracy_counts_only_changes():
+    wrong_on_change = spans_from(TURNS, emotions={1: "neutral"})  # turn 1 changes neutral -> happy
+    result = aggregate([score_dialogue(TURNS, wrong_on_change, LABELS)], LABELS)
+    assert result["change_accuracy"] == 0.5
+
+
+def test_speakable_detokenises_corpus_text():
+    assert speakable("Well , that ' s too far . Can you change it ?") == "Well, that's too far. Can you change it?"
+    assert speakable("Okay. [BREATHING]") == "Okay."
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
+def test_render_tiny_dialogue(tmp_path):
+    samples = [
+        Sample(id=f"d:{i}", dataset="t", raw_label=raw, label=label, speaker=who, dialogue="d", turn=i, text=text)
+        for i, (who, text, raw, label) in enumerate([
+            ("x", "Good morning.", "neu", Emotion.NEUTRAL),
+            ("y", "I am furious with you!", "ang", Emotion.ANGRY),
+            ("x", "Why?", "sur", Emotion.SURPRISED),
+        ])
+    ]
+    rec = render("tiny", samples, 0, seed=0, out_dir=tmp_path)
+    mono, rate = soundfile.read(rec.mono, dtype="float32")
+    stereo, _ = soundfile.read(rec.stereo, dtype="float32")
+    assert rate == SAMPLE_RATE and stereo.shape == (len(mono), 2)
+    assert [t.speaker for t in rec.turns] == ["A", "B", "A"]
+    assert [t.label for t in rec.turns] == ["neutral", "angry", None]  # surprise is not core4
+    for a, b in zip(rec.turns, rec.turns[1:]):
+        assert a.end < b.start
+    for t in rec.turns:  # the turn boundaries are the speech boundaries; the other channel is silent
+        inside = mono[round(t.start * SAMPLE_RATE) : round(t.end * SAMPLE_RATE)]
+        assert np.abs(inside[:5]).max() > 1e-3 and np.abs(inside[-5:]).max() > 1e-3
+        assert not stereo[round(t.start * SAMPLE_RATE) : round(t.end * SAMPLE_RATE), 1 if t.speaker == "A" else 0].any()
+    gap = mono[round(rec.turns[0].end * SAMPLE_RATE) + 1 : round(rec.turns[1].start * SAMPLE_RATE) - 1]
+    assert not gap.any()
+    again = render("tiny", samples, 0, seed=0, out_dir=tmp_path)  # cached: same truth
+    assert again.turns == rec.turns
+    fresh = render("tiny", samples, 0, seed=0, out_dir=tmp_path / "again")  # re-rendered: same audio
+    assert np.array_equal(soundfile.read(fresh.mono, dtype="float32")[0], mono)
+    # The metric code on the render: the truth scored against itself is perfect.
+    truth = [TrueTurn(t.start, t.end, t.text, t.speaker, LABELS.index(t.label) if t.label else None) for t in rec.turns]
+    result = aggregate([score_dialogue(truth, spans_from([t for t in truth if t.label is not None]) +
+                                       [Span(truth[2].start, truth[2].end, truth[2].text, "A", "neutral")], LABELS)], LABELS)
+    assert result["wer"] == 0.0 and result["segmentation_recall"] == 1.0 and result["ua"] == 1.0
