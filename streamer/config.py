@@ -89,6 +89,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class PartialsConfig:
+    """Interim results of an utterance in progress (JSON type ``partial``).
+
+    every_s: stream seconds between two partials of one utterance (0: no partials); max_lag_s:
+    a live or paced session skips partials while processing trails the source by more than this.
+    """
+
+    every_s: float = 1.0
+    max_lag_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every runtime setting, by stage."""
 
@@ -98,6 +110,7 @@ class Settings:
     asr: AsrConfig = field(default_factory=AsrConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    partials: PartialsConfig = field(default_factory=PartialsConfig)
 
     def __post_init__(self) -> None:
         for name, (holds, expected) in RULES.items():

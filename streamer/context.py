@@ -28,8 +28,24 @@ class DialogueContext:
 
     def push(self, item: ContextItem, start: float, end: float) -> list[ContextItem]:
         """Add the utterance spanning [start, end] seconds; return the window ending with it."""
+        self._forget_before(start)
+        self._items.append((end, item))
+        return [i for _, i in self._items]
+
+    def peek(self, item: ContextItem, start: float) -> list[ContextItem]:
+        """The window ending with an utterance starting at ``start`` seconds that is not kept
+        (an interim result of an utterance still in progress)."""
+        self._forget_before(start)
+        kept = [i for _, i in self._items]
+        room = self.config.max_utterances - 1  # the new item takes the last place
+        return kept[max(0, len(kept) - room):] + [item]
+
+    @property
+    def last(self) -> ContextItem | None:
+        """The newest utterance kept, or None."""
+        return self._items[-1][1] if self._items else None
+
+    def _forget_before(self, start: float) -> None:
         if self.config.max_seconds is not None:
             while self._items and start - self._items[0][0] > self.config.max_seconds:
                 self._items.popleft()
-        self._items.append((end, item))
-        return [i for _, i in self._items]

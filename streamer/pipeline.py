@@ -5,7 +5,8 @@
     DialogueContext -> EmotionPredictor -> EmotionEvent
 
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
-fast as possible, or a test), ``flush`` at the end of the stream.
+fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
+results for utterances still in progress; the caller skips it when it is behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -21,12 +23,24 @@ from models.predictor import ContextItem, EmotionPredictor
 
 from .context import ContextConfig, DialogueContext
 from .framing import Framer
-from .records import AudioBlock, EmotionEvent, Transcript, Utterance
+from .records import AudioBlock, EmotionEvent, PartialEvent, Speaker, Transcript, Utterance
 from .segmenter import Segmenter, SegmenterConfig
 from .speakers import SpeakerAttributor
 from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
+
+
+def cut_repetition(text: str) -> str:
+    """The text up to the end of the first phrase (2 words or more) that is immediately
+    repeated: Whisper on audio cut off mid-sentence often loops ("Okay, let's... Okay, let's...").
+    """
+    words = text.split()
+    for start in range(len(words)):
+        for n in range(2, (len(words) - start) // 2 + 1):
+            if words[start : start + n] == words[start + n : start + 2 * n]:
+                return " ".join(words[: start + n])
+    return text
 
 
 class Pipeline:
@@ -36,6 +50,10 @@ class Pipeline:
     or None to give the model no text. use_audio: give the model the acoustic vector.
     feature_encoder: a separate Whisper encoder for the acoustic vector when the checkpoint's
     audio frontend differs from the ASR model (None: reuse the ASR encoder pass).
+    partial_every_s: stream seconds between interim results of an utterance in progress (0: none).
+    known_speakers: the speaker of each channel when the channel alone decides it (stereo by
+    channel, a single speaker), so interim results can name it; None: the speaker is decided
+    by voice when the utterance ends, and interim results carry none.
     wall_clock: seconds, monotonic; used only for latency.
     """
 
@@ -50,6 +68,8 @@ class Pipeline:
         use_audio: bool = True,
         context: ContextConfig = ContextConfig(),
         feature_encoder=None,
+        partial_every_s: float = 1.0,
+        known_speakers: tuple[Speaker, ...] | None = None,
         wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         ids = itertools.count()
@@ -62,6 +82,9 @@ class Pipeline:
         self.use_audio = use_audio
         self.feature_encoder = feature_encoder
         self.context = DialogueContext(context)
+        self.partial_every_s = partial_every_s
+        self.known_speakers = known_speakers
+        self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
         self.model_identity = predictor.identity()
@@ -82,10 +105,34 @@ class Pipeline:
         """End of stream: close open utterances and score them."""
         return self._score([u for s in self.segmenters for u in s.flush()])
 
+    def partials(self) -> list[PartialEvent]:
+        """Interim results: one per utterance still in progress whose audio has grown by
+        ``partial_every_s`` since its start or its previous partial (stream seconds).
+
+        Costs one transcription of the audio so far, a text embedding and a model pass each; the
+        speaker attribution and the dialogue context are left untouched (the final event does that).
+        """
+        if self.partial_every_s <= 0:
+            return []
+        events = []
+        for segmenter in self.segmenters:
+            utterance = segmenter.in_progress()
+            if utterance is None:
+                continue
+            since = self._partial_until.get(utterance.id, utterance.start)
+            if utterance.end - since < self.partial_every_s:
+                continue
+            self._partial_until[utterance.id] = utterance.end
+            event = self._partial(utterance)
+            if event is not None:
+                events.append(event)
+        return events
+
     def _score(self, utterances: list[Utterance]) -> list[EmotionEvent]:
         decided = self.wall_clock()
         events = []
         for utterance in sorted(utterances, key=lambda u: (u.decided_at, u.channel)):
+            self._partial_until.pop(utterance.id, None)
             event = self._event(utterance, decided)
             if event is not None:
                 events.append(event)
@@ -98,12 +145,7 @@ class Pipeline:
                       utterance.id, utterance.start, transcript.no_speech_prob)
             return None
         speaker = self.attributor.assign(utterance, transcript.encoder_states)
-        item = ContextItem(
-            audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
-            text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
-            speaker=speaker.value,
-        )
-        window = self.context.push(item, utterance.start, utterance.end)
+        window = self.context.push(self._item(utterance, transcript, speaker), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
@@ -111,6 +153,34 @@ class Pipeline:
             emotions=emotions, latency_ms=1000.0 * (self.wall_clock() - decided),
             model=self.model_identity, asr=self.asr_identity,
             context_size=min(len(window), self.predictor.max_context),
+        )
+
+    def _partial(self, utterance: Utterance) -> PartialEvent | None:
+        """Score the audio so far; None while Whisper hears no words in it yet."""
+        started = self.wall_clock()
+        transcript = self.transcriber.transcribe(utterance.audio)
+        if not transcript.text:
+            return None
+        transcript = replace(transcript, text=cut_repetition(transcript.text))
+        speaker = self.known_speakers[utterance.channel] if self.known_speakers is not None else None
+        # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
+        last = self.context.last
+        guess = speaker or (Speaker(last.speaker).other if last is not None else Speaker.A)
+        window = self.context.peek(self._item(utterance, transcript, guess), utterance.start)
+        return PartialEvent(
+            id=utterance.id, speaker=speaker, channel=utterance.channel,
+            start=utterance.start, end=utterance.end, text=transcript.text,
+            emotions=self.predictor.predict(window), latency_ms=1000.0 * (self.wall_clock() - started),
+            model=self.model_identity, asr=self.asr_identity,
+            context_size=min(len(window), self.predictor.max_context),
+        )
+
+    def _item(self, utterance: Utterance, transcript: Transcript, speaker: Speaker) -> ContextItem:
+        """The utterance as the model sees it: acoustic vector, text embedding, speaker tag."""
+        return ContextItem(
+            audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
+            text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
+            speaker=speaker.value,
         )
 
     def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import ClassVar
 
 import numpy as np
 
@@ -97,6 +98,8 @@ class Transcript:
 class EmotionEvent:
     """One scored utterance: the unit of the JSON-lines output (schema in README.md)."""
 
+    TYPE: ClassVar[str] = "utterance"  # the JSON line's "type"
+
     id: int
     speaker: Speaker
     channel: int
@@ -119,10 +122,10 @@ class EmotionEvent:
 
     def to_dict(self) -> dict:
         return {
-            "type": "utterance",
+            "type": self.TYPE,
             "schema": JSON_SCHEMA_VERSION,
             "id": self.id,
-            "speaker": self.speaker.value,
+            "speaker": self.speaker.value if self.speaker is not None else None,
             "channel": self.channel,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
@@ -135,3 +138,19 @@ class EmotionEvent:
             "model": self.model,
             "asr": self.asr,
         }
+
+
+@dataclass(frozen=True)
+class PartialEvent(EmotionEvent):
+    """An utterance still in progress, scored on the audio so far (JSON type ``partial``).
+
+    Same fields as :class:`EmotionEvent`; ``end`` is the stream time the audio reaches so far,
+    ``text`` the transcript so far, ``emotions`` a provisional distribution. ``speaker`` is None
+    while the speaker is not known yet (voice attribution decides when the utterance ends).
+    ``latency_ms`` is the wall time spent scoring the partial. The final :class:`EmotionEvent`
+    with the same ``id`` supersedes it.
+    """
+
+    TYPE: ClassVar[str] = "partial"
+
+    speaker: Speaker | None

@@ -13,8 +13,10 @@ floor appears after digital silence (mode 2 glued them); 420 ms hangover splits 
 but not espeak-ng's sentence pauses (<= 0.35 s); boundaries land within ~0.12 s of the truth.
 
 Utterance ids come from an iterator the caller may share between the segmenters of several
-channels (`itertools.count()`), so ids are unique across channels and increase in the order in
-which utterances are decided; by default each segmenter counts from 0 on its own.
+channels (`itertools.count()`), so ids are unique across channels; by default each segmenter
+counts from 0 on its own. An utterance takes its id when it is first looked at while still open
+(`in_progress`, for interim results) or else when it is decided, so the final utterance keeps
+the id its interim results carried, and on one channel ids increase in stream order.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Segmenter:
         self._frames: list[Frame] = []  # the open utterance, preroll included; [] when idle
         self._voiced: list[bool] = []  # VAD decision per frame of self._frames
         self._silence_run = 0  # consecutive non-speech frames at the end of self._frames
+        self._open_id: int | None = None  # id of the open utterance once in_progress() gave it one
 
     def feed(self, frame: Frame) -> list[Utterance]:
         if frame.channel != self.channel:
@@ -111,6 +114,20 @@ class Segmenter:
         if frame.end - self._frames[0].start >= self.config.max_utterance_s:
             return self._split(decided_at=frame.end)
         return []
+
+    def in_progress(self) -> Utterance | None:
+        """The open utterance so far, while speech goes on; None when idle, in a pause (the
+        last frame was not speech), or with fewer than ``min_speech_ms`` voiced so far.
+
+        Its id is reserved: the utterance this one grows into is decided with the same id.
+        ``end`` and ``decided_at`` are the end of the last frame fed (stream seconds).
+        """
+        voiced_ms = sum(self._voiced) * self.config.frame_ms
+        if not self._frames or self._silence_run or voiced_ms < self.config.min_speech_ms:
+            return None
+        if self._open_id is None:
+            self._open_id = next(self._ids)
+        return self._utterance(self._frames, self._open_id, decided_at=self._frames[-1].end)
 
     def flush(self) -> list[Utterance]:
         """End of stream: close the open utterance, if any."""
@@ -142,16 +159,14 @@ class Segmenter:
         """Make frames[:upto] an utterance (unless too little of it is voiced); keep the rest."""
         frames, voiced = self._frames[:upto], self._voiced[:upto]
         self._frames, self._voiced = self._frames[upto:], self._voiced[upto:]
+        reserved, self._open_id = self._open_id, None
         if sum(voiced) * self.config.frame_ms < self.config.min_speech_ms:
             return []
+        return [self._utterance(frames, reserved if reserved is not None else next(self._ids), decided_at)]
+
+    def _utterance(self, frames: list[Frame], id: int, decided_at: float) -> Utterance:
         audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
-        return [
-            Utterance(
-                id=next(self._ids),
-                channel=self.channel,
-                start=frames[0].start,
-                end=frames[-1].end,
-                audio=audio,
-                decided_at=decided_at,
-            )
-        ]
+        return Utterance(
+            id=id, channel=self.channel, start=frames[0].start, end=frames[-1].end,
+            audio=audio, decided_at=decided_at,
+        )

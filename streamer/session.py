@@ -3,6 +3,10 @@
 This is the only place where the stages meet I/O: the source yields blocks (paced by a clock or
 by a microphone), the pipeline turns them into events, the sinks write them. Ctrl-C ends the
 loop; what was emitted stays emitted and the summary is still written.
+
+Start-up: the models take seconds to load, so a live session opens its input at once and loads
+them in a background thread (:func:`load_in_background`); the audio heard meanwhile is kept, all
+of it, and processed once they are ready. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -11,21 +15,25 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
 
 from models.frontends.identity import same_frontend
-from models.predictor import EmotionPredictor
 
 from .config import Settings
 from .errors import UserError
-from .pipeline import Pipeline
-from .records import AudioBlock, EmotionEvent
+from .records import AudioBlock, EmotionEvent, PartialEvent, Speaker
 from .sinks.base import RunState, RuntimeStatus, Sinks
 from .sinks.summary import summarize
-from .speakers import make_attributor
-from .transcriber import Transcriber
+from .speakers import SpeakerMode, make_attributor
+
+if TYPE_CHECKING:  # torch and CTranslate2 load with these; imported where the models load
+    from models.predictor import EmotionPredictor
+
+    from .pipeline import Pipeline
+    from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class LoadedModels:
 def load_models(settings: Settings) -> LoadedModels:
     """Load the models the settings name (seconds: Whisper, the checkpoint and MiniLM)."""
     from models.frontends.whisper import WhisperEncoder
+    from models.predictor import EmotionPredictor
+
+    from .transcriber import Transcriber
 
     asr = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type)
     predictor = EmotionPredictor(settings.model.checkpoint, settings.model.device)
@@ -87,16 +98,25 @@ def load_models(settings: Settings) -> LoadedModels:
 
 def make_pipeline(models: LoadedModels, settings: Settings, channels: int) -> Pipeline:
     """A fresh stateful pipeline for one stream of ``channels`` (1 or 2) over loaded models (cheap)."""
+    from .pipeline import Pipeline
+
+    speakers = settings.speakers.resolve(channels)
+    known_speakers = {
+        SpeakerMode.CHANNEL: speakers.channel_map,
+        SpeakerMode.SINGLE: (Speaker.A,) * channels,
+    }.get(speakers.mode)  # voice attribution decides only once an utterance has ended
     return Pipeline(
         channels=channels,
         segmenter=settings.vad,
         transcriber=models.transcriber,
-        attributor=make_attributor(settings.speakers.resolve(channels)),
+        attributor=make_attributor(speakers),
         predictor=models.predictor,
         text_encoder=models.text_encoder,
         use_audio=models.use_audio,
         context=settings.context,
         feature_encoder=models.feature_encoder,
+        partial_every_s=settings.partials.every_s,
+        known_speakers=known_speakers,
     )
 
 
@@ -130,6 +150,49 @@ def stop_on_sigint(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+T = TypeVar("T")
+
+
+def load_in_background(load: Callable[[], T]) -> Future[T]:
+    """Start ``load()`` (seconds of model loading) in a daemon thread; the future holds its
+    result or the exception it raised. A daemon thread, so Ctrl-C during loading ends at once."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(load())
+        except Exception as exc:  # handed to the session, which raises it in the main thread
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="emostream-load", daemon=True).start()
+    return future
+
+
+class LagMeter:
+    """How far processing trails the source, in seconds of stream.
+
+    The source's stream time is the wall time since the first block arrived, times ``speed``,
+    plus where that block ended: the origin is the first block's arrival, not the start of the
+    session, so the time a device takes to open and deliver its first audio is not counted as
+    lag (it showed as a constant ``lag 2.05 s`` on an idle input). As fast as possible (speed
+    None) the source waits for the pipeline, so the lag is 0.
+    """
+
+    def __init__(self, speed: float | None) -> None:
+        self.speed = speed
+        self._origin: float | None = None  # time.perf_counter() at stream time 0, seconds
+
+    def arrived(self, block: AudioBlock) -> None:
+        if self._origin is None and self.speed is not None:
+            self._origin = time.perf_counter() - (block.start + block.duration) / self.speed
+
+    def behind(self, processed_until: float) -> float:
+        """Seconds of stream received but not yet processed (>= 0)."""
+        if self._origin is None or self.speed is None:
+            return 0.0
+        return max(0.0, (time.perf_counter() - self._origin) * self.speed - processed_until)
+
+
 @dataclass(frozen=True)
 class SessionResult:
     events: list[EmotionEvent]
@@ -138,7 +201,7 @@ class SessionResult:
 
 def run_session(
     blocks: Iterable[AudioBlock],
-    pipeline: Pipeline,
+    pipeline: Pipeline | Future[Pipeline],
     sinks: Sinks,
     settings: Settings,
     state: RunState,
@@ -147,19 +210,31 @@ def run_session(
 ) -> SessionResult:
     """Feed every block through the pipeline and every event to the sinks.
 
+    pipeline: ready, or still loading (a future from :func:`load_in_background`). While it
+    loads, a paced source's blocks are kept in memory, all of them (the microphone's own queue
+    is bounded and would drop them), and fed once it is ready; a source read as fast as possible
+    (speed None) waits for it instead. The status reports ``RunState.LOADING`` meanwhile.
     speed: the pace the source delivers stream time at (1.0 live, None as fast as possible), to
     compute the processing lag. input_health: () -> (queue depth, dropped blocks, overflows).
+    Interim results (``pipeline.partials()``) are polled after each block unless processing
+    trails the source by more than ``settings.partials.max_lag_s``.
     """
     events: list[EmotionEvent] = []
     stop = threading.Event()
-    started = time.perf_counter()
+    lag = LagMeter(speed)
+    loading = pipeline if isinstance(pipeline, Future) else None
+    ready: Pipeline | None = None if loading is not None else pipeline
+    heard: list[AudioBlock] = []  # blocks that arrived while the models were loading
     last_status = float("-inf")
     max_seconds = settings.input.max_seconds
 
+    def processed_until() -> float:
+        return ready.processed_until if ready is not None else 0.0
+
     def report(run_state: RunState) -> None:
-        behind = 0.0 if speed is None else (time.perf_counter() - started) * speed - pipeline.processed_until
+        done = processed_until()
         depth, dropped, overflows = input_health()
-        sinks.status(RuntimeStatus(pipeline.processed_until, max(0.0, behind), depth, dropped, overflows, run_state))
+        sinks.status(RuntimeStatus(done, lag.behind(done), depth, dropped, overflows, run_state))
 
     def emit(new: list[EmotionEvent]) -> None:
         for event in new:
@@ -168,24 +243,57 @@ def run_session(
             events.append(event)
             sinks.emit(event)
 
+    def emit_partials(new: list[PartialEvent]) -> None:
+        for event in new:
+            sinks.partial(event)
+
+    def take_loaded() -> Pipeline:
+        """Wait for the models, then feed what was heard meanwhile (as fast as it runs)."""
+        assert loading is not None
+        loaded = loading.result()  # the loader's exception, if any, is raised here
+        log.info("models loaded; processing the %.1f s of audio heard meanwhile",
+                 sum(b.duration for b in heard))
+        for block in heard:
+            if stop.is_set():
+                break
+            emit(loaded.feed(block))
+        heard.clear()
+        return loaded
+
     sinks.header(settings.to_dict())
     try:
         with stop_on_sigint(stop):
+            if loading is not None and speed is None:
+                ready = take_loaded()
+            elif loading is not None:
+                log.info("loading models…")
+                report(RunState.LOADING)
+                last_status = time.perf_counter()
             for block in blocks:
                 if stop.is_set() or sinks.reader_gone or (max_seconds is not None and block.start >= max_seconds):
                     break
-                emit(pipeline.feed(block))
+                lag.arrived(block)
+                if ready is None and not loading.done():
+                    heard.append(block)
+                else:
+                    if ready is None:
+                        ready = take_loaded()
+                    emit(ready.feed(block))
+                    if lag.behind(ready.processed_until) <= settings.partials.max_lag_s:
+                        emit_partials(ready.partials())
                 if time.perf_counter() - last_status >= STATUS_EVERY_S:
-                    report(state)
+                    report(state if ready is not None else RunState.LOADING)
                     last_status = time.perf_counter()
+            if ready is None and not stop.is_set():
+                ready = take_loaded()
             if not stop.is_set():
-                emit(pipeline.flush())
+                emit(ready.flush())
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
         stop.set()
     finally:
         interrupted = stop.is_set()
         if interrupted:
-            log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", pipeline.processed_until)
+            log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", processed_until())
         report(RunState.FINISHED)
-        sinks.close(summarize(events, pipeline.processed_until))
+        sinks.close(summarize(events, processed_until()))
     return SessionResult(events, interrupted)

@@ -88,12 +88,18 @@ def file_duration(path: Path) -> float:
 
 
 def check_schema(records: list[dict[str, Any]], duration: float) -> None:
-    """session line, utterance lines, summary line: keys, types, ranges and consistency."""
-    session, *events, summary = records
+    """session line, utterance and partial lines, summary line: keys, types, ranges and consistency."""
+    session, *lines, summary = records
     assert session["type"] == "session" and session["schema"] == 1
-    assert set(session["settings"]) == {"input", "vad", "speakers", "asr", "context", "model"}
+    assert set(session["settings"]) == {"input", "vad", "speakers", "asr", "context", "model", "partials"}
     assert summary["type"] == "summary" and summary["schema"] == 1
-    assert [e["type"] for e in events] == ["utterance"] * len(events)
+    assert {e["type"] for e in lines} <= {"utterance", "partial"}
+    events = [e for e in lines if e["type"] == "utterance"]
+    final_line = {e["id"]: i for i, e in enumerate(lines) if e["type"] == "utterance"}
+    for i, e in enumerate(lines):
+        if e["type"] == "partial":  # same keys; before the utterance line that supersedes it
+            assert set(e) == UTTERANCE_KEYS and e["speaker"] in ("A", "B", None) and e["text"]
+            assert i < final_line.get(e["id"], len(lines))
 
     ids = [e["id"] for e in events]
     assert ids == sorted(set(ids)), f"ids not increasing: {ids}"

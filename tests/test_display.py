@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
@@ -194,3 +195,24 @@ def test_live_sink_after_close_draws_nothing():
     assert console.file.getvalue() == drawn
     assert sink.state.events[-1] == EVENTS[0]
 
+
+
+def test_a_partial_is_shown_dim_until_its_utterance_arrives():
+    from streamer.records import PartialEvent
+
+    final = EVENTS[1]
+    partial = PartialEvent(
+        id=final.id, speaker=None, channel=final.channel, start=final.start, end=final.start + 1.0,
+        text="Je suis", emotions={"neutral": 0.2, "happy": 0.1, "angry": 0.7}, latency_ms=80.0,
+        model=final.model, asr=final.asr, context_size=2,
+    )
+    state = state_of(EVENTS[:1]).with_partial(partial)
+    text = rendered(state)
+    line = next(line for line in text.splitlines() if "Je suis" in line)
+    assert "2.5s" in line and " ? " in line and "[angry?]" in line and "Je suis …" in line
+    assert "1 utterance, mostly neutral" in text  # a partial is not an utterance: no bars, no count
+    newer = replace(partial, end=final.start + 2.0, text="Je suis furieux")
+    state = state.with_partial(newer)
+    assert "Je suis furieux …" in rendered(state) and "Je suis …" not in rendered(state)
+    text = rendered(state.with_event(final))
+    assert "…" not in text.split("Timeline")[0] and final.text in text

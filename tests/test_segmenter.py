@@ -207,3 +207,41 @@ def test_config_rejects_bad_values() -> None:
         SegmenterConfig(frame_ms=25)
     with pytest.raises(UserError, match="split_search_ms"):
         SegmenterConfig(max_utterance_s=1.0, split_search_ms=2000)
+
+
+def test_in_progress_utterance_keeps_its_id_when_decided() -> None:
+    """While a turn is spoken, in_progress() shows it so far; the decided utterance has its id."""
+    config = SegmenterConfig()
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0)
+    seen: dict[int, list[Utterance]] = {}  # id -> in-progress views, in order
+    found: list[Utterance] = []
+    for block in open_file(EXAMPLES / "dialogue.wav").blocks():
+        for frame in framer.feed(block):
+            found += segmenter.feed(frame)
+        view = segmenter.in_progress()
+        if view is not None:
+            seen.setdefault(view.id, []).append(view)
+    found += segmenter.flush()
+    assert [u.id for u in found] == list(range(len(found))) and len(found) == 8
+    for utterance in found:
+        views = seen[utterance.id]
+        assert all(v.start == utterance.start and v.channel == utterance.channel for v in views)
+        assert all(v.end <= utterance.end + config.frame_ms / 1000 for v in views)
+        assert [v.end for v in views] == sorted(v.end for v in views)
+        assert np.array_equal(views[-1].audio, utterance.audio[: len(views[-1].audio)])
+
+
+def test_in_progress_is_none_when_idle_in_a_pause_or_too_short(speak: Callable[..., np.ndarray]) -> None:
+    config = SegmenterConfig()
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0)
+    audio = np.concatenate([silence(0.5), speak("Hello there, how are you today?"), silence(0.3)])
+    views = []
+    for block in blocks_of(audio, block_n=480):  # one 30 ms frame per block
+        for frame in framer.feed(block):
+            segmenter.feed(frame)
+        views.append(segmenter.in_progress())
+    assert all(v is None for v in views[: round(0.5 / 0.03)])  # silence: idle
+    first = next(i for i, v in enumerate(views) if v is not None)
+    # not before min_speech_ms of voiced frames
+    assert views[first].end - views[first].start >= config.min_speech_ms / 1000
+    assert views[-1] is None  # 0.3 s of silence at the end: a pause, not speech in progress

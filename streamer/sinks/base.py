@@ -4,8 +4,11 @@ A session drives its sinks in this order::
 
     header(settings)   once, with the effective settings (config file + CLI flags)
     emit(event)        once per scored utterance       } interleaved, any number
+    partial(event)     an utterance still in progress  }
     status(status)     whenever the runtime reports    }
     close(summary)     once, at the end (also after Ctrl-C)
+
+``partial`` is optional: a sink without the method never sees interim results.
 
 Sinks must not write to stdout unless they are the data sink (:class:`JsonlSink`).
 """
@@ -19,7 +22,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from models.labels import Emotion
-from streamer.records import EmotionEvent
+from streamer.records import EmotionEvent, PartialEvent
 
 if TYPE_CHECKING:  # summary.py imports the colours below
     from streamer.sinks.summary import SessionSummary
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # summary.py imports the colours below
 class RunState(str, Enum):
     """What the runtime is doing."""
 
+    LOADING = "loading models…"  # the input is open and kept; the models are still loading
     LISTENING = "listening"  # live input (microphone)
     REPLAYING = "replaying"  # reading a file
     FINISHED = "finished"  # input exhausted or stopped; no more events will come
@@ -74,6 +78,12 @@ class Sinks:
     def emit(self, event: EmotionEvent) -> None:
         for sink in self.sinks:
             sink.emit(event)
+
+    def partial(self, event: PartialEvent) -> None:
+        """An interim result, to the sinks that take them (those with a ``partial`` method)."""
+        for sink in self.sinks:
+            if hasattr(sink, "partial"):
+                sink.partial(event)
 
     def status(self, status: RuntimeStatus) -> None:
         for sink in self.sinks:

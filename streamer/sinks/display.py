@@ -24,7 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from streamer.records import EmotionEvent, Speaker
+from streamer.records import EmotionEvent, PartialEvent, Speaker
 from streamer.sinks.base import RuntimeStatus, emotion_colour
 from streamer.sinks.summary import SessionSummary
 
@@ -42,6 +42,7 @@ class DisplayState:
     labels: tuple[str, ...] = ()  # every label seen so far, in first-seen order
     current: dict[Speaker, dict[str, float]] = field(default_factory=dict)  # smoothed, per speaker
     events: tuple[EmotionEvent, ...] = ()  # all events, in arrival order
+    partials: tuple[PartialEvent, ...] = ()  # the latest interim result per utterance in progress
     status: RuntimeStatus | None = None  # the latest status, None before the first
 
     def __post_init__(self) -> None:
@@ -64,7 +65,14 @@ class DisplayState:
             labels=labels,
             current={**self.current, event.speaker: smoothed},
             events=self.events + (event,),
+            # The final utterance supersedes its partials; a partial left on its channel was
+            # never decided (Whisper judged it no speech) and goes too.
+            partials=tuple(p for p in self.partials if p.channel != event.channel),
         )
+
+    def with_partial(self, event: PartialEvent) -> DisplayState:
+        """An interim result replaces the previous one of its utterance (and of its channel)."""
+        return replace(self, partials=tuple(p for p in self.partials if p.channel != event.channel) + (event,))
 
     def with_status(self, status: RuntimeStatus) -> DisplayState:
         return replace(self, status=status)
@@ -134,7 +142,14 @@ def _transcript(state: DisplayState) -> Panel:
             Text(f"[{e.emotion} {e.confidence:.0%}]", style=emotion_colour(e.emotion)),
             e.text,
         )
-    if not recent:
+    for p in state.partials:  # still being spoken: provisional, drawn dim
+        table.add_row(
+            Text(f"{p.start:.1f}s", style="dim"),
+            Text(p.speaker.value if p.speaker is not None else "?", style="dim"),
+            Text(f"[{p.emotion}?]", style=f"dim {emotion_colour(p.emotion)}"),
+            Text(f"{p.text} …", style="dim italic"),
+        )
+    if not recent and not state.partials:
         table.add_row("", "", "", Text("no utterances yet", style="dim"))
     return Panel(table, title="Transcript")
 
@@ -232,6 +247,9 @@ class LiveDisplaySink:
 
     def emit(self, event: EmotionEvent) -> None:
         self._update(self.state.with_event(event))
+
+    def partial(self, event: PartialEvent) -> None:
+        self._update(self.state.with_partial(event))
 
     def status(self, status: RuntimeStatus) -> None:
         self._update(self.state.with_status(status))

@@ -9,7 +9,9 @@ whatever was emitted survives Ctrl-C or a crash. Each object has ``"type"`` and 
    strings.
 2. ``{"type": "utterance", "schema": 1, "id", "speaker", "channel", "start", "end", "text",
    "emotions", "emotion", "confidence", "latency_ms", "context_size", "model", "asr"}`` per
-   scored utterance (:meth:`EmotionEvent.to_dict`; times in seconds of the stream).
+   scored utterance (:meth:`EmotionEvent.to_dict`; times in seconds of the stream), and
+   ``{"type": "partial", ...}`` with the same keys for an utterance still in progress
+   (:class:`PartialEvent`; ``speaker`` may be null), superseded by the utterance with its ``id``.
 3. ``{"type": "summary", "schema": 1, "duration_s", "utterances", "speakers": {"A": {...}}}``
    once at the end (:meth:`SessionSummary.to_dict`).
 
@@ -28,7 +30,7 @@ import sys
 from enum import Enum
 from typing import TextIO
 
-from streamer.records import JSON_SCHEMA_VERSION, EmotionEvent
+from streamer.records import JSON_SCHEMA_VERSION, EmotionEvent, PartialEvent
 from streamer.sinks.base import RuntimeStatus
 from streamer.sinks.summary import SessionSummary
 
@@ -46,6 +48,9 @@ class JsonlSink:
         self._write({"type": "session", "schema": JSON_SCHEMA_VERSION, "settings": settings})
 
     def emit(self, event: EmotionEvent) -> None:
+        self._write(event.to_dict())
+
+    def partial(self, event: PartialEvent) -> None:
         self._write(event.to_dict())
 
     def status(self, status: RuntimeStatus) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer.records import EmotionEvent
+from streamer.records import EmotionEvent, PartialEvent
 from streamer.sinks.base import RuntimeStatus
 from streamer.sinks.summary import SessionSummary
 
@@ -13,6 +13,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.settings: dict | None = None
         self.events: list[EmotionEvent] = []
+        self.partials: list[PartialEvent] = []
         self.statuses: list[RuntimeStatus] = []
         self.summary: SessionSummary | None = None
 
@@ -21,6 +22,9 @@ class MemorySink:
 
     def emit(self, event: EmotionEvent) -> None:
         self.events.append(event)
+
+    def partial(self, event: PartialEvent) -> None:
+        self.partials.append(event)
 
     def status(self, status: RuntimeStatus) -> None:
         self.statuses.append(status)
