@@ -164,7 +164,7 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_settings_options(p: argparse.ArgumentParser) -> None:
-    """Flags shared by listen and replay; each overrides one config.toml setting."""
+    """Flags shared by listen, replay, serve and batch; each overrides one config.toml setting."""
     cfg = p.add_argument_group("settings (override config.toml)")
     cfg.add_argument("--config", type=Path, help="a TOML file laid out like config.toml")
     cfg.add_argument("--print-config", action="store_true", help="print the effective settings as JSON and exit")
@@ -206,6 +206,27 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     _add_stream_options(replay)
     replay.set_defaults(run=run_replay)
 
+    serve = sub.add_parser("serve", help="a WebSocket server for many concurrent streams, with a browser page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--workers", type=_positive_int, default=1,
+                       help="pipeline jobs run at once, whatever the number of streams (default 1: Whisper "
+                            "already uses two cores)")
+    serve.add_argument("--max-streams", type=_positive_int, default=16, help="concurrent streams; more are refused (1013)")
+    _add_settings_options(serve)
+    serve.set_defaults(run=run_serve)
+
+    batch = sub.add_parser("batch", help="many recordings, one JSONL each (the events of replay --fast)")
+    batch.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                       help="audio files, folders (searched recursively) or manifests (.csv with a 'path' "
+                            "column, .jsonl with a 'path' key, .txt one path per line)")
+    batch.add_argument("--out", type=Path, required=True, help="folder for the JSONL files and index.jsonl")
+    batch.add_argument("--workers", type=_positive_int, default=2, help="local worker processes, each loading the models once")
+    batch.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run the workers as Ray actors: a local Ray without ADDRESS, else that cluster "
+                            "(pip install -e '.[ray]')")
+    _add_settings_options(batch)
+    batch.set_defaults(run=run_batch)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -227,7 +248,7 @@ def settings_from_args(args: argparse.Namespace):
         "context": {"max_utterances": args.context},
         "model": {"checkpoint": args.checkpoint, "device": args.model_device, "modalities": args.modalities},
     }))
-    if args.plot is not None:
+    if getattr(args, "plot", None) is not None:  # serve and batch have no --plot
         _writable_file(args.plot, "--plot", PLOT_SUFFIXES)
     return settings
 
@@ -326,6 +347,32 @@ def run_listen(args: argparse.Namespace) -> int:
     finally:
         mic.stop()
     return _finish(result, args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.print_config:
+        print(json.dumps(settings.to_dict(), indent=2), flush=True)
+        return 0
+    settings.check_devices()
+    _load_torch(args)
+    from .api import Recognizer
+    from .server import ServerConfig, serve
+
+    serve(Recognizer(settings), args.host, args.port, ServerConfig(workers=args.workers, max_streams=args.max_streams))
+    return 0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.print_config:
+        print(json.dumps(settings.to_dict(), indent=2), flush=True)
+        return 0
+    settings.check_devices()
+    from .batch import run_batch as batch
+
+    report = batch(args.inputs, args.out, settings, workers=args.workers, ray_address=args.ray, threads=args.threads)
+    return 0 if report.failed == 0 else 1
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -164,3 +164,17 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
 
 def utterances(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] == "utterance"]
+
+
+# --- loaded models for in-process tests (tests/test_api.py, test_server.py, test_browser.py) ----
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The default models, loaded once for the whole test session (streamer.api.Recognizer)."""
+    from transformers.utils import logging as transformers_logging
+
+    from streamer.api import Recognizer
+
+    transformers_logging.disable_progress_bar()
+    return Recognizer()

@@ -45,7 +45,7 @@ class JsonlSink:
         self.reader_gone = False  # True once a write hit a broken pipe; nothing is written after
 
     def header(self, settings: dict) -> None:
-        self._write({"type": "session", "schema": JSON_SCHEMA_VERSION, "settings": settings})
+        self._write(session_record(settings))
 
     def emit(self, event: EmotionEvent) -> None:
         self._write(event.to_dict())
@@ -62,8 +62,7 @@ class JsonlSink:
     def _write(self, obj: dict) -> None:
         if self.reader_gone:
             return
-        # allow_nan=False: a NaN probability is a bug upstream and must not become invalid JSON.
-        line = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_jsonable)
+        line = encode(obj)
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -83,6 +82,17 @@ class JsonlSink:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
+
+
+def session_record(settings: dict) -> dict:
+    """The first object of a session: the effective settings (laid out like config.toml)."""
+    return {"type": "session", "schema": JSON_SCHEMA_VERSION, "settings": settings}
+
+
+def encode(obj: dict) -> str:
+    """One record as the text of a JSON line (no newline); also the server's text frames."""
+    # allow_nan=False: a NaN probability is a bug upstream and must not become invalid JSON.
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_jsonable)
 
 
 def _jsonable(value: object) -> object:

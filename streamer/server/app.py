@@ -1,0 +1,244 @@
+"""The aiohttp application: health check, the browser page, and the ``/v1/stream`` WebSocket.
+
+Each WebSocket connection is one :class:`streamer.api.Stream` (its own stateful pipeline over
+the shared models). Two tasks serve it: the reader puts audio frames into a bounded
+:class:`AudioQueue`; the worker takes what is queued, runs the pipeline on it in the shared
+thread pool (``ServerConfig.workers`` jobs at once, whatever the number of streams) and sends the
+events. One worker per stream awaits its own jobs one after another, so a stream's audio is
+processed in order; streams are interleaved job by job.
+
+Frames sent besides the CLI's schema (``session``, ``utterance``, ``summary``):
+
+- ``{"type": "status", "schema": 1, "stream_time": s, "queued_s": s, "warning": …}`` when the
+  stream's queue is full: processing is behind and the server stops reading until it catches up;
+- ``{"type": "error", "schema": 1, "message": …}`` before a close with a code other than 1000:
+  1003 unsupported data (a text frame that is not ``{"type": "end"}``),
+  1008 policy (bad query parameters), 1011 internal error, 1013 too many streams.
+
+A client that goes away without ``end`` is dropped: its worker is cancelled and its stream freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from ..api import Recognizer, Stream
+from ..records import JSON_SCHEMA_VERSION, SAMPLE_RATE
+from ..sinks.jsonl import encode
+from .audio_queue import AudioQueue
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes (RFC 6455, 7.4.1) the server uses."""
+
+    NORMAL = 1000
+    UNSUPPORTED_DATA = 1003
+    POLICY_VIOLATION = 1008
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits of the server.
+
+    workers: pipeline jobs run at once (threads sharing the models; Whisper already uses both
+    cores of a 2-core machine). max_streams: concurrent WebSocket streams. max_queued_s: seconds of
+    audio that may wait per stream before the server stops reading it. max_frame_bytes: largest
+    WebSocket message accepted (aiohttp closes with 1009 above it).
+    """
+
+    workers: int = 1
+    max_streams: int = 16
+    max_queued_s: float = 5.0
+    max_frame_bytes: int = 1 << 20
+
+
+class BadRequest(Exception):
+    """A client error that ends its stream with ``code``."""
+
+    def __init__(self, message: str, code: CloseCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+RECOGNIZER = web.AppKey("recognizer", Recognizer)
+CONFIG = web.AppKey("config", ServerConfig)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+STREAMS = web.AppKey("streams", set)
+
+
+def make_app(recognizer: Recognizer, config: ServerConfig = ServerConfig()) -> web.Application:
+    """The application over loaded models (``recognizer``); its thread pool closes with it."""
+    app = web.Application()
+    app[RECOGNIZER] = recognizer
+    app[CONFIG] = config
+    app[EXECUTOR] = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pipeline")
+    app[STREAMS] = set()
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/stream", stream_socket)
+    app.router.add_static("/static", STATIC_DIR)
+
+    async def shutdown_executor(app: web.Application) -> None:
+        app[EXECUTOR].shutdown(wait=True, cancel_futures=True)
+
+    app.on_cleanup.append(shutdown_executor)
+    return app
+
+
+def serve(recognizer: Recognizer, host: str, port: int, config: ServerConfig = ServerConfig()) -> None:
+    """Serve until Ctrl-C."""
+    log.info("serving on http://%s:%d (page /, WebSocket /v1/stream)", host, port)
+    web.run_app(make_app(recognizer, config), host=host, port=port, print=None,
+                access_log=None, handle_signals=True)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "streams": len(request.app[STREAMS])})
+
+
+def parse_params(query: dict[str, str]) -> tuple[int, int]:
+    """``?sample_rate=&channels=`` -> (sample_rate Hz, channels); BadRequest (1008) when invalid."""
+    unknown = set(query) - {"sample_rate", "channels"}
+    if unknown:
+        raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}", CloseCode.POLICY_VIOLATION)
+    try:
+        rate = int(query.get("sample_rate", SAMPLE_RATE))
+        channels = int(query.get("channels", 1))
+    except ValueError:
+        raise BadRequest("sample_rate and channels must be integers", CloseCode.POLICY_VIOLATION) from None
+    if channels not in (1, 2):
+        raise BadRequest(f"channels must be 1 or 2, not {channels}", CloseCode.POLICY_VIOLATION)
+    if not 8000 <= rate <= 192000:
+        raise BadRequest(f"sample_rate must be 8000..192000 Hz, not {rate}", CloseCode.POLICY_VIOLATION)
+    return rate, channels
+
+
+async def send(ws: web.WebSocketResponse, record: dict) -> None:
+    """One JSON object as one text frame (the JSON lines encoder, without the newline)."""
+    await ws.send_str(encode(record))
+
+
+async def fail(ws: web.WebSocketResponse, message: str, code: CloseCode) -> None:
+    """An error frame, then a close with ``code``; quiet if the client is already gone."""
+    if ws.closed:
+        return
+    try:
+        await send(ws, {"type": "error", "schema": JSON_SCHEMA_VERSION, "message": message})
+        await ws.close(code=code, message=message[:120].encode())
+    except ConnectionError:
+        pass
+
+
+async def stream_socket(request: web.Request) -> web.WebSocketResponse:
+    """One stream: a reader task queues the audio, a worker task scores it (module docstring)."""
+    app = request.app
+    config = app[CONFIG]
+    ws = web.WebSocketResponse(max_msg_size=config.max_frame_bytes)
+    await ws.prepare(request)
+    if len(app[STREAMS]) >= config.max_streams:
+        await fail(ws, f"the server is at its limit of {config.max_streams} streams", CloseCode.TRY_AGAIN_LATER)
+        return ws
+    try:
+        rate, channels = parse_params(request.query)
+    except BadRequest as err:
+        await fail(ws, str(err), err.code)
+        return ws
+    stream = app[RECOGNIZER].stream(channels, rate)
+    queue = AudioQueue(max_bytes=int(config.max_queued_s * rate) * 2 * channels)
+    reader = asyncio.create_task(read_audio(ws, queue, stream, rate * 2 * channels))
+    worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR]))
+    app[STREAMS].add(worker)
+    log.info("stream from %s: %d Hz, %d channel(s)", request.remote, rate, channels)
+    try:
+        await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_COMPLETED)
+        if not worker.done() and not queue.ended:
+            worker.cancel()  # the reader stopped without an end: a bad frame, or the client left
+        await asyncio.wait({worker})
+        if not worker.cancelled():
+            code, message = worker.result()
+            await (ws.close(code=code, message=message.encode()) if code is CloseCode.NORMAL
+                   else fail(ws, message, code))
+        elif isinstance(reader.exception(), BadRequest):
+            await fail(ws, str(reader.exception()), reader.exception().code)
+        else:
+            log.info("stream from %s dropped at %.1f s of audio: the client left", request.remote, stream.stream_time)
+    finally:
+        reader.cancel()
+        worker.cancel()
+        app[STREAMS].discard(worker)
+    return ws
+
+
+async def read_audio(ws: web.WebSocketResponse, queue: AudioQueue, stream: Stream, bytes_per_s: int) -> None:
+    """Queue binary frames until ``{"type": "end"}`` or the client leaves; BadRequest on a bad frame."""
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            if queue.queued_bytes + len(msg.data) > queue.max_bytes:
+                await send(ws, {
+                    "type": "status", "schema": JSON_SCHEMA_VERSION,
+                    "stream_time": round(stream.stream_time, 3),
+                    "queued_s": round((queue.queued_bytes + len(msg.data)) / bytes_per_s, 3),
+                    "warning": "processing is behind; reading paused until it catches up",
+                })
+            await queue.put(msg.data)
+        elif msg.type == WSMsgType.TEXT:
+            if not is_end(msg.data):
+                raise BadRequest('text frames must be {"type": "end"}; audio goes in binary frames',
+                                 CloseCode.UNSUPPORTED_DATA)
+            await queue.end()
+            return
+        elif msg.type == WSMsgType.ERROR:
+            log.info("stream connection error: %s", ws.exception())
+            return
+
+
+def is_end(text: str) -> bool:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "end"
+
+
+async def run_stream(ws: web.WebSocketResponse, stream: Stream, queue: AudioQueue,
+                     executor: ThreadPoolExecutor) -> tuple[CloseCode, str]:
+    """Score the stream's audio in order and send its records up to the summary.
+
+    Returns the close code and reason: 1000 after the summary, 1011 when the pipeline failed.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        await send(ws, stream.session_record())
+        ended = False
+        while not ended:
+            data, ended = await queue.take()
+            events = await loop.run_in_executor(executor, stream.feed_pcm16, data) if data else []
+            if ended:
+                events += await loop.run_in_executor(executor, stream.close)
+            for event in events:
+                await send(ws, event.to_dict())
+        await send(ws, stream.summary().to_dict())
+    except ConnectionError:
+        log.info("client went away before its summary")
+    except Exception as err:  # one stream's failure must not end the others: log it whole, close 1011
+        log.exception("stream failed")
+        return CloseCode.INTERNAL_ERROR, f"internal error: {type(err).__name__}"
+    return CloseCode.NORMAL, "end of stream"
