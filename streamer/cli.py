@@ -108,6 +108,20 @@ def _load_torch(args: argparse.Namespace) -> None:
     transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
 
 
+def _load_pipeline(args: argparse.Namespace, settings, channels: int):
+    """Start loading the models (seconds) in a background thread, so that the input can open at
+    once; a Future of the stream's pipeline (``streamer.session.run_session`` waits for it)."""
+    from .session import load_in_background
+
+    def load():
+        _load_torch(args)
+        from .api import Recognizer
+
+        return Recognizer(settings).pipeline(channels)
+
+    return load_in_background(load)
+
+
 def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train", help="train a fusion network from a TOML config",
@@ -293,14 +307,13 @@ def run_replay(args: argparse.Namespace) -> int:
 
     source = open_file(args.file)
     settings.check_devices()
-    _load_torch(args)
-    from .session import build_pipeline, run_session
+    pipeline = _load_pipeline(args, settings, min(source.channels, 2))
+    from .session import run_session
     from .sinks.base import RunState
 
     sinks, display = _sinks(args)
     fast = settings.input.fast or (not display and args.speed is None)
     clock = FastClock() if fast else RealTimeClock(settings.input.speed)
-    pipeline = build_pipeline(settings, min(source.channels, 2))
     result = run_session(
         paced(source.blocks(settings.input.block_s), clock), pipeline, sinks, settings,
         RunState.REPLAYING, speed=None if fast else settings.input.speed,
@@ -333,11 +346,10 @@ def run_listen(args: argparse.Namespace) -> int:
         settings.input.channels, settings.input.block_s, settings.input.queue_blocks,
     )
     settings.check_devices()
-    _load_torch(args)
-    from .session import build_pipeline, run_session
+    pipeline = _load_pipeline(args, settings, settings.input.channels)  # the input opens meanwhile
+    from .session import run_session
     from .sinks.base import RunState
 
-    pipeline = build_pipeline(settings, settings.input.channels)
     sinks, _ = _sinks(args)
     try:
         result = run_session(
