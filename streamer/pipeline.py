@@ -4,6 +4,12 @@
     text + acoustic vector + encoder states) -> speaker attribution -> text embedding ->
     DialogueContext -> EmotionPredictor -> EmotionEvent
 
+Transcribing ahead: half-way through the VAD hangover (the pause that ends an utterance), the
+utterance is transcribed as it will be cut if the pause goes on; when the hangover then decides
+it, its event reuses that transcript, so the decision waits only for the speaker, the text
+embedding and the model (Whisper, the bulk of the cost, already ran during the pause). When
+speech resumes instead, that transcription was wasted (one per pause of 210-420 ms).
+
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
 fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
 results for utterances still in progress; the caller skips it when it is behind.
@@ -85,6 +91,7 @@ class Pipeline:
         self.partial_every_s = partial_every_s
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
+        self._ahead: dict[int, tuple[tuple[int, int], Transcript]] = {}  # channel -> ((id, samples), transcript)
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
         self.model_identity = predictor.identity()
@@ -99,7 +106,9 @@ class Pipeline:
             for u in segmenter.feed(frame)
         ]
         self.processed_until = block.start + block.duration
-        return self._score(utterances)
+        events = self._score(utterances)
+        self._transcribe_ahead()
+        return events
 
     def flush(self) -> list[EmotionEvent]:
         """End of stream: close open utterances and score them."""
@@ -138,8 +147,23 @@ class Pipeline:
                 events.append(event)
         return events
 
+    def _transcribe_ahead(self) -> None:
+        """Transcribe each utterance that is half-way through its hangover (once per pause)."""
+        for segmenter in self.segmenters:
+            ending = segmenter.ending()
+            if ending is None:
+                continue
+            key = (ending.id, len(ending.audio))
+            cached = self._ahead.get(ending.channel)
+            if cached is None or cached[0] != key:
+                self._ahead[ending.channel] = (key, self.transcriber.transcribe(ending.audio))
+
     def _event(self, utterance: Utterance, decided: float) -> EmotionEvent | None:
-        transcript = self.transcriber.transcribe(utterance.audio)
+        cached = self._ahead.pop(utterance.channel, None)
+        if cached is not None and cached[0] == (utterance.id, len(utterance.audio)):
+            transcript = cached[1]  # transcribed during the hangover: the same audio
+        else:
+            transcript = self.transcriber.transcribe(utterance.audio)
         if not transcript.text and transcript.no_speech_prob > self.transcriber.config.no_speech_threshold:
             log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
                       utterance.id, utterance.start, transcript.no_speech_prob)

@@ -129,6 +129,20 @@ class Segmenter:
             self._open_id = next(self._ids)
         return self._utterance(self._frames, self._open_id, decided_at=self._frames[-1].end)
 
+    def ending(self) -> Utterance | None:
+        """The open utterance as it will be decided if the current pause goes on, once the pause
+        is half the hangover long; None otherwise (idle, speaking, a shorter pause, too little
+        speech). Same id, audio, start and end as the utterance ``feed`` returns when the
+        hangover runs out, so work on it can start before that decision."""
+        if self._silence_run < max(1, self.config.frames(self.config.hangover_ms / 2)):
+            return None
+        last_voiced = max((i for i, v in enumerate(self._voiced) if v), default=-1)
+        if sum(self._voiced) * self.config.frame_ms < self.config.min_speech_ms:
+            return None
+        if self._open_id is None:
+            self._open_id = next(self._ids)
+        return self._utterance(self._frames[: last_voiced + 1], self._open_id, decided_at=self._frames[-1].end)
+
     def flush(self) -> list[Utterance]:
         """End of stream: close the open utterance, if any."""
         if not self._frames:

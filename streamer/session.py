@@ -216,8 +216,9 @@ def run_session(
     (speed None) waits for it instead. The status reports ``RunState.LOADING`` meanwhile.
     speed: the pace the source delivers stream time at (1.0 live, None as fast as possible), to
     compute the processing lag. input_health: () -> (queue depth, dropped blocks, overflows).
-    Interim results (``pipeline.partials()``) are polled after each block unless processing
-    trails the source by more than ``settings.partials.max_lag_s``.
+    Interim results (``pipeline.partials()``) are polled after each block of a paced source
+    unless processing trails it by more than ``settings.partials.max_lag_s``; a source read as
+    fast as possible gets none (nobody waits for them, and they cost a Whisper pass each).
     """
     events: list[EmotionEvent] = []
     stop = threading.Event()
@@ -279,7 +280,7 @@ def run_session(
                     if ready is None:
                         ready = take_loaded()
                     emit(ready.feed(block))
-                    if lag.behind(ready.processed_until) <= settings.partials.max_lag_s:
+                    if speed is not None and lag.behind(ready.processed_until) <= settings.partials.max_lag_s:
                         emit_partials(ready.partials())
                 if time.perf_counter() - last_status >= STATUS_EVERY_S:
                     report(state if ready is not None else RunState.LOADING)

@@ -1,7 +1,12 @@
-"""`emostream listen` end to end: play speech into a PulseAudio null sink, recognise it live."""
+"""`emostream listen` end to end: play speech into a PulseAudio null sink, recognise it live.
+
+The input opens before the models have loaded: the clip is played as soon as "recording" is
+printed, so its first turns are heard while the models still load and must not be lost.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -27,7 +32,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.audio_server
-def test_listen_hears_the_played_dialogue(audio_server: dict[str, str], clip: Path) -> None:
+def test_listen_hears_the_played_dialogue_also_while_loading(audio_server: dict[str, str], clip: Path) -> None:
     proc = start_emostream("listen", "--json", "--no-display", "--max-seconds", MAX_SECONDS)
     watchdog = threading.Timer(180, proc.kill)  # a hung child fails the test instead of the suite
     watchdog.start()
@@ -37,7 +42,7 @@ def test_listen_hears_the_played_dialogue(audio_server: dict[str, str], clip: Pa
     def read_stderr() -> None:
         for line in proc.stderr:
             err_lines.append(line)
-            if "recording from" in line:  # the input stream is open: play now
+            if "recording from" in line:  # the input stream is open (models still loading): play now
                 recording.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
@@ -52,6 +57,8 @@ def test_listen_hears_the_played_dialogue(audio_server: dict[str, str], clip: Pa
     err = "".join(err_lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert err.index("loading models") < err.index("recording from") < err.index("models loaded")
+    heard_while_loading = float(re.search(r"processing the ([0-9.]+) s of audio heard meanwhile", err).group(1))
 
     records = json_lines(out)
     assert records[0]["type"] == "session" and records[-1]["type"] == "summary"
@@ -65,6 +72,7 @@ def test_listen_hears_the_played_dialogue(audio_server: dict[str, str], clip: Pa
     assert all(0 <= e["start"] < e["end"] <= MAX_SECONDS for e in events)
     # Stream time follows the device's sample clock: turn gaps as in the file, whatever the latency.
     assert len(events) == len(TURNS), [e["text"] for e in events]
+    assert events[0]["end"] < heard_while_loading, (events[0], heard_while_loading)  # kept, not dropped
     offset = events[0]["start"] - float(TURNS[0]["start"])
     for event, turn in zip(events, TURNS):
         assert event["start"] - offset == pytest.approx(float(turn["start"]), abs=0.3)

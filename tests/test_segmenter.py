@@ -245,3 +245,24 @@ def test_in_progress_is_none_when_idle_in_a_pause_or_too_short(speak: Callable[.
     # not before min_speech_ms of voiced frames
     assert views[first].end - views[first].start >= config.min_speech_ms / 1000
     assert views[-1] is None  # 0.3 s of silence at the end: a pause, not speech in progress
+
+
+def test_ending_offers_the_utterance_half_way_through_the_hangover() -> None:
+    """ending(): the utterance as the hangover will decide it, 210 ms before that decision."""
+    config = SegmenterConfig()
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0)
+    offered: dict[int, tuple[Utterance, float]] = {}  # id -> (view, when it came) of the latest pause
+    found: list[Utterance] = []
+    for block in open_file(EXAMPLES / "dialogue.wav").blocks():
+        for frame in framer.feed(block):
+            found += segmenter.feed(frame)
+            view = segmenter.ending()
+            if view is not None and (view.id not in offered or offered[view.id][0].end != view.end):
+                offered[view.id] = (view, frame.end)  # the first frame of a new pause
+    found += segmenter.flush()
+    assert len(found) == 8
+    for utterance in found[:-1]:  # the last one is closed by the end of the file, not a pause
+        view, at = offered[utterance.id]
+        assert (view.start, view.end) == (utterance.start, utterance.end)
+        assert np.array_equal(view.audio, utterance.audio)
+        assert utterance.decided_at - at == pytest.approx((config.hangover_ms - 210) / 1000, abs=1e-6)
