@@ -216,3 +216,9 @@ def test_a_partial_is_shown_dim_until_its_utterance_arrives():
     assert "Je suis furieux …" in rendered(state) and "Je suis …" not in rendered(state)
     text = rendered(state.with_event(final))
     assert "…" not in text.split("Timeline")[0] and final.text in text
+
+
+def test_the_status_line_says_when_models_are_loading():
+    loading = RuntimeStatus(stream_time=0.0, lag_s=1.5, queue_depth=0, dropped_blocks=0, overflows=0,
+                            state=RunState.LOADING)
+    assert "loading models…  stream 0.0 s  lag 1.50 s" in rendered(state_of([], status=loading))
