@@ -19,12 +19,14 @@ from sklearn.preprocessing import StandardScaler
 from models.errors import UserError
 
 from .data import load_dataset
-from .labels import LABEL_SETS
+from .labels import LABEL_SETS, LabelSet
 from .metrics import Scores, score
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("whisper", "egemaps")
+NORMALISATIONS = ("none", "speaker", "speaker-online")
+PRIOR_CLIPS = 10.0  # speaker-online: the corpus statistics count as this many clips of the speaker
 
 
 def feature_matrix(kind: str, samples, asr_model: str | None = None) -> np.ndarray:
@@ -40,32 +42,152 @@ def feature_matrix(kind: str, samples, asr_model: str | None = None) -> np.ndarr
     raise UserError(f"unknown features {kind!r}; one of {', '.join(FEATURES)}")
 
 
-def leave_one_speaker_out(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float = 1.0,
+def normalise_per_speaker(x: np.ndarray, speakers: np.ndarray, online: bool,
+                          prior: tuple[np.ndarray, np.ndarray] | None = None,
                           seed: int = 0) -> np.ndarray:
-    """Pooled LOSO predictions. x: [N, D]; y, speakers: [N]. Returns predicted classes [N]."""
+    """Standardise every speaker's vectors by that speaker's own statistics (labels unused).
+
+    x: [N, D]; speakers: [N]. Offline (``online=False``): each speaker's mean and standard
+    deviation over all of its clips. Online: clips are taken in a seeded random order per
+    speaker (a session), and clip i is standardised by the running statistics of that speaker's
+    clips 0..i, shrunk towards ``prior`` = (mean [D], std [D]) of other speakers' clips, which
+    counts as :data:`PRIOR_CLIPS` clips; this is what a live session can compute. Returns [N, D].
+    """
+    out = np.empty_like(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    for speaker in np.unique(speakers):
+        rows = np.flatnonzero(speakers == speaker)
+        mine = x[rows].astype(np.float64)                                   # [n, D]
+        if not online:
+            out[rows] = (mine - mine.mean(0)) / (mine.std(0) + 1e-5)
+            continue
+        mean0, std0 = prior if prior is not None else (x.mean(0), x.std(0))
+        order = rng.permutation(len(rows))
+        seen = mine[order]                                                  # [n, D], session order
+        k = PRIOR_CLIPS + np.arange(1, len(rows) + 1)[:, None]              # [n, 1]
+        mean = (PRIOR_CLIPS * mean0 + np.cumsum(seen, 0)) / k               # [n, D]
+        second = (PRIOR_CLIPS * (std0 ** 2 + mean0 ** 2) + np.cumsum(seen ** 2, 0)) / k
+        std = np.sqrt(np.maximum(second - mean ** 2, 0.0)) + 1e-5           # [n, D]
+        out[rows[order]] = (seen - mean) / std
+    return out.astype(np.float32)
+
+
+def fit_predict(x_train: np.ndarray, y_train: np.ndarray, s_train: np.ndarray, x_test: np.ndarray,
+                s_test: np.ndarray, c: float = 1.0, seed: int = 0, normalise: str = "none") -> np.ndarray:
+    """Train standardisation + logistic regression on one fold and predict its test clips.
+
+    x_*: [N, D]; y_train: [N]; s_*: [N] speakers. normalise: one of :data:`NORMALISATIONS`,
+    applied per speaker on both sides (online statistics start from the training clips' pooled
+    statistics). Returns predicted classes [N_test].
+    """
+    if normalise not in NORMALISATIONS:
+        raise UserError(f"unknown normalisation {normalise!r}; one of {', '.join(NORMALISATIONS)}")
+    if normalise != "none":
+        online = normalise == "speaker-online"
+        prior = (x_train.mean(0), x_train.std(0))
+        x_train = normalise_per_speaker(x_train, s_train, online, prior, seed)
+        x_test = normalise_per_speaker(x_test, s_test, online, prior, seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+    model.fit(x_train, y_train)
+    return model.predict(x_test)
+
+
+Extra = tuple[np.ndarray, np.ndarray, np.ndarray]  # x [M, D], y [M], speakers [M] of another corpus
+
+
+def leave_one_speaker_out(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float = 1.0,
+                          seed: int = 0, normalise: str = "none", extra: Extra | None = None) -> np.ndarray:
+    """Pooled LOSO predictions. x: [N, D]; y, speakers: [N]. Returns predicted classes [N].
+
+    normalise: see :func:`fit_predict`. extra: another corpus added to every fold's training
+    data and never predicted (e.g. the other language).
+    """
     predicted = np.empty_like(y)
     for speaker in np.unique(speakers):
         test = speakers == speaker
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-        model.fit(x[~test], y[~test])
-        predicted[test] = model.predict(x[test])
+        train = with_extra(x[~test], y[~test], speakers[~test], extra)
+        predicted[test] = fit_predict(*train, x[test], speakers[test], c, seed, normalise)
     return predicted
 
 
-def crossvalidate(dataset: str, data: Path, label_set: str, features: str = "whisper",
-                  c: float = 1.0, asr_model: str | None = None) -> Scores:
-    """LOSO figures of ``features`` + logistic regression on ``dataset`` with ``label_set``."""
-    labels = LABEL_SETS.get(label_set)
-    if labels is None:
-        raise UserError(f"unknown label set {label_set!r}; one of {sorted(LABEL_SETS)}")
+def with_extra(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, extra: Extra | None) -> Extra:
+    """A fold's training clips with another corpus appended (its speakers prefixed "extra:")."""
+    if extra is None:
+        return x, y, speakers
+    return (np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]]),
+            np.concatenate([speakers.astype(str), np.char.add("extra:", extra[2].astype(str))]))
+
+
+def nested_leave_one_speaker_out(
+    x: np.ndarray, y: np.ndarray, speakers: np.ndarray, candidates: dict[str, dict], c: float = 1.0,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """LOSO where each outer fold chooses its setting on its own training speakers only.
+
+    candidates: name -> keyword arguments of :func:`leave_one_speaker_out` (``normalise``,
+    ``extra``). For every held-out speaker, each candidate is scored (UA) by an inner LOSO over
+    the remaining speakers; the best one is trained on all of them and predicts the held-out
+    speaker, who never influences the choice. Returns predictions [N] and speaker -> choice.
+    """
+    predicted, choices = np.empty_like(y), {}
+    n_classes = int(y.max()) + 1
+    labels = tuple(str(i) for i in range(n_classes))
+    for speaker in np.unique(speakers):
+        test, rest = speakers == speaker, speakers != speaker
+        inner = {name: score(y[rest], leave_one_speaker_out(x[rest], y[rest], speakers[rest], c, **kw),
+                             labels).ua for name, kw in candidates.items()}
+        best = max(inner, key=inner.get)
+        choices[str(speaker)] = best
+        log.info("held out %s: inner UA %s -> %s", speaker,
+                 " ".join(f"{k}={100 * v:.1f}" for k, v in inner.items()), best)
+        chosen = candidates[best]
+        train = with_extra(x[rest], y[rest], speakers[rest], chosen.get("extra"))
+        predicted[test] = fit_predict(*train, x[test], speakers[test], c,
+                                      normalise=chosen.get("normalise", "none"))
+    return predicted, choices
+
+
+def labelled_features(dataset: str, data: Path, labels: LabelSet, features: str,
+                      asr_model: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The clips of ``dataset`` that ``labels`` can represent: x [N, D], y [N], speakers [N], and
+    the number of clips excluded."""
     loaded = load_dataset(dataset, data)
     samples = [s for s in loaded.samples if s.audio_path is not None]
     keep = np.array([labels.index(s.label) is not None for s in samples], dtype=bool)
     excluded = int((~keep).sum()) + sum(loaded.excluded.values())
     speakers = np.array([s.speaker for s in samples])[keep]
-    if len(np.unique(speakers)) < 2:
-        raise UserError(f"{dataset}: leave-one-speaker-out needs at least two speakers")
     y = np.array([labels.index(s.label) for s, k in zip(samples, keep) if k])
     x = feature_matrix(features, samples, asr_model)[keep]  # all clips: one cache for every label set
+    return x, y, speakers, excluded
+
+
+def crossvalidate(dataset: str, data: Path, label_set: str, features: str = "whisper",
+                  c: float = 1.0, asr_model: str | None = None, normalise: str = "none",
+                  with_dataset: tuple[str, Path] | None = None, select: bool = False) -> Scores:
+    """LOSO figures of ``features`` + logistic regression on ``dataset`` with ``label_set``.
+
+    normalise: per-speaker feature normalisation (:data:`NORMALISATIONS`); with_dataset: another
+    corpus (name, path) whose clips join every fold's training data. select: instead, choose per
+    fold on its training speakers (:func:`nested_leave_one_speaker_out`) between no and online
+    per-speaker normalisation, each with and without ``with_dataset``.
+    """
+    labels = LABEL_SETS.get(label_set)
+    if labels is None:
+        raise UserError(f"unknown label set {label_set!r}; one of {sorted(LABEL_SETS)}")
+    x, y, speakers, excluded = labelled_features(dataset, data, labels, features, asr_model)
+    if len(np.unique(speakers)) < 2:
+        raise UserError(f"{dataset}: leave-one-speaker-out needs at least two speakers")
+    extra = None
+    if with_dataset is not None:
+        x_extra, y_extra, s_extra, _ = labelled_features(*with_dataset, labels, features, asr_model)
+        extra = (x_extra, y_extra, s_extra)
     log.info("%s: %d clips, %d speakers, %s features %s", dataset, len(y), len(np.unique(speakers)), features, x.shape)
-    return score(y, leave_one_speaker_out(x, y, speakers, c), labels.labels, n_excluded=excluded)
+    if select:
+        candidates = {norm: {"normalise": norm} for norm in ("none", "speaker-online")}
+        if extra is not None:
+            candidates |= {f"{norm}+{with_dataset[0]}": {"normalise": norm, "extra": extra}
+                           for norm in ("none", "speaker-online")}
+        predicted, choices = nested_leave_one_speaker_out(x, y, speakers, candidates, c)
+        log.info("chosen per held-out speaker: %s", choices)
+    else:
+        predicted = leave_one_speaker_out(x, y, speakers, c, normalise=normalise, extra=extra)
+    return score(y, predicted, labels.labels, n_excluded=excluded)

@@ -164,6 +164,14 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--labels", default="core4", help="label set (core4, turevdb4, emodb7, ...)")
     cv.add_argument("--features", default="whisper", choices=["whisper", "egemaps"],
                     help="Whisper encoder statistics or eGeMAPS (default whisper)")
+    cv.add_argument("--normalise", default="none", choices=["none", "speaker", "speaker-online"],
+                    help="standardise each speaker's features by its own statistics: over all its clips "
+                         "(speaker) or running over a session (speaker-online); default none")
+    cv.add_argument("--with-dataset", nargs=2, metavar=("DATASET", "PATH"), default=None,
+                    help="another audio corpus added to every fold's training data (never scored)")
+    cv.add_argument("--select", action="store_true",
+                    help="choose per fold, on its training speakers only, between no and online "
+                         "per-speaker normalisation, with and without --with-dataset")
     cv.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     cv.set_defaults(run=run_crossval)
 
@@ -440,7 +448,10 @@ def run_crossval(args: argparse.Namespace) -> int:
     _load_torch(args)
     from models.crossval import crossvalidate
 
-    _print_scores(crossvalidate(args.dataset, args.data, args.labels, args.features), args.json)
+    with_dataset = (args.with_dataset[0], Path(args.with_dataset[1])) if args.with_dataset else None
+    _print_scores(crossvalidate(args.dataset, args.data, args.labels, args.features,
+                                normalise=args.normalise, with_dataset=with_dataset,
+                                select=args.select), args.json)
     return 0
 
 
