@@ -4,11 +4,11 @@
     text + acoustic vector + encoder states) -> speaker attribution -> text embedding ->
     DialogueContext -> EmotionPredictor -> EmotionEvent
 
-Transcribing ahead: half-way through the VAD hangover (the pause that ends an utterance), the
-utterance is transcribed as it will be cut if the pause goes on; when the hangover then decides
-it, its event reuses that transcript, so the decision waits only for the speaker, the text
-embedding and the model (Whisper, the bulk of the cost, already ran during the pause). When
-speech resumes instead, that transcription was wasted (one per pause of 210-420 ms).
+Working ahead: half-way through the VAD hangover (the pause that ends an utterance), the
+utterance is transcribed and embedded as it will be cut if the pause goes on; when the hangover
+then decides it, its event reuses that work, so the decision waits only for the speaker
+attribution and the fusion model (Whisper, the bulk of the cost, already ran during the pause).
+When speech resumes instead, that work was wasted (once per pause of 210-420 ms).
 
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
 fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -47,6 +47,19 @@ def cut_repetition(text: str) -> str:
             if words[start : start + n] == words[start + n : start + 2 * n]:
                 return " ".join(words[: start + n])
     return text
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What an utterance gives the model whoever spoke it: the transcript, the acoustic vector
+    [audio_dim] and the text embedding [text_dim] (None when not used or no words)."""
+
+    transcript: Transcript
+    audio: np.ndarray | None
+    text: np.ndarray | None
+
+    def item(self, speaker: Speaker) -> ContextItem:
+        return ContextItem(audio=self.audio, text=self.text, speaker=speaker.value)
 
 
 class Pipeline:
@@ -91,7 +104,7 @@ class Pipeline:
         self.partial_every_s = partial_every_s
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
-        self._ahead: dict[int, tuple[tuple[int, int], Transcript]] = {}  # channel -> ((id, samples), transcript)
+        self._ahead: dict[int, tuple[tuple[int, int], Heard]] = {}  # channel -> ((id, samples), prepared)
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
         self.model_identity = predictor.identity()
@@ -107,7 +120,7 @@ class Pipeline:
         ]
         self.processed_until = block.start + block.duration
         events = self._score(utterances)
-        self._transcribe_ahead()
+        self._work_ahead()
         return events
 
     def flush(self) -> list[EmotionEvent]:
@@ -147,8 +160,8 @@ class Pipeline:
                 events.append(event)
         return events
 
-    def _transcribe_ahead(self) -> None:
-        """Transcribe each utterance that is half-way through its hangover (once per pause)."""
+    def _work_ahead(self) -> None:
+        """Prepare each utterance that is half-way through its hangover (once per pause)."""
         for segmenter in self.segmenters:
             ending = segmenter.ending()
             if ending is None:
@@ -156,20 +169,21 @@ class Pipeline:
             key = (ending.id, len(ending.audio))
             cached = self._ahead.get(ending.channel)
             if cached is None or cached[0] != key:
-                self._ahead[ending.channel] = (key, self.transcriber.transcribe(ending.audio))
+                self._ahead[ending.channel] = (key, self._hear(ending))
 
     def _event(self, utterance: Utterance, decided: float) -> EmotionEvent | None:
         cached = self._ahead.pop(utterance.channel, None)
         if cached is not None and cached[0] == (utterance.id, len(utterance.audio)):
-            transcript = cached[1]  # transcribed during the hangover: the same audio
+            heard = cached[1]  # prepared during the hangover, from the same audio
         else:
-            transcript = self.transcriber.transcribe(utterance.audio)
+            heard = self._hear(utterance)
+        transcript = heard.transcript
         if not transcript.text and transcript.no_speech_prob > self.transcriber.config.no_speech_threshold:
             log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
                       utterance.id, utterance.start, transcript.no_speech_prob)
             return None
         speaker = self.attributor.assign(utterance, transcript.encoder_states)
-        window = self.context.push(self._item(utterance, transcript, speaker), utterance.start, utterance.end)
+        window = self.context.push(heard.item(speaker), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
@@ -185,26 +199,29 @@ class Pipeline:
         transcript = self.transcriber.transcribe(utterance.audio)
         if not transcript.text:
             return None
-        transcript = replace(transcript, text=cut_repetition(transcript.text))
+        heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)))
         speaker = self.known_speakers[utterance.channel] if self.known_speakers is not None else None
         # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
         last = self.context.last
         guess = speaker or (Speaker(last.speaker).other if last is not None else Speaker.A)
-        window = self.context.peek(self._item(utterance, transcript, guess), utterance.start)
+        window = self.context.peek(heard.item(guess), utterance.start)
         return PartialEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
-            start=utterance.start, end=utterance.end, text=transcript.text,
+            start=utterance.start, end=utterance.end, text=heard.transcript.text,
             emotions=self.predictor.predict(window), latency_ms=1000.0 * (self.wall_clock() - started),
             model=self.model_identity, asr=self.asr_identity,
             context_size=min(len(window), self.predictor.max_context),
         )
 
-    def _item(self, utterance: Utterance, transcript: Transcript, speaker: Speaker) -> ContextItem:
-        """The utterance as the model sees it: acoustic vector, text embedding, speaker tag."""
-        return ContextItem(
+    def _hear(self, utterance: Utterance, transcript: Transcript | None = None) -> Heard:
+        """Everything about an utterance that does not depend on its speaker (transcribed here
+        unless ``transcript`` is given)."""
+        if transcript is None:
+            transcript = self.transcriber.transcribe(utterance.audio)
+        return Heard(
+            transcript=transcript,
             audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
             text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
-            speaker=speaker.value,
         )
 
     def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:
