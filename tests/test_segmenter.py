@@ -266,3 +266,15 @@ def test_ending_offers_the_utterance_half_way_through_the_hangover() -> None:
         assert (view.start, view.end) == (utterance.start, utterance.end)
         assert np.array_equal(view.audio, utterance.audio)
         assert utterance.decided_at - at == pytest.approx((config.hangover_ms - 210) / 1000, abs=1e-6)
+
+
+def test_silero_engine_finds_the_example_turns(dialogue_truth: list[tuple[str, float, float]]) -> None:
+    pytest.importorskip("silero_vad", reason="vad.engine = silero needs pip install silero-vad")
+    audio = np.concatenate([b.samples[:, 0] for b in open_file(EXAMPLES / "dialogue.wav").blocks()])
+    found = segment(audio, SegmenterConfig(engine="silero", hangover_ms=480))
+    assert_boundaries(found, [(start, end) for _, start, end in dialogue_truth])
+
+
+def test_an_unknown_vad_engine_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="vad.engine must be one of webrtcvad, silero"):
+        SegmenterConfig(engine="rnnoise")
