@@ -62,7 +62,7 @@ class SpeakersConfig:
 
     mode: str = "auto"
     swap_channels: bool = False
-    feature: str = "pitch_mfcc"
+    feature: str = "campplus"
     new_speaker_distance: float | None = None
 
     def resolve(self, channels: int) -> SpeakerConfig:

@@ -3,21 +3,26 @@
 Three policies behind one interface, ``SpeakerAttributor.assign(utterance, encoder_states)``:
 
 - ``channel``: stereo input, one channel per speaker; the channel index picks the speaker.
-- ``voice``: mono input; online two-speaker clustering of a per-utterance voice print. The first
-  utterance is A. Until B exists, an utterance farther than ``new_speaker_distance`` from A's
-  centroid opens B; afterwards each utterance goes to the nearer centroid, which then moves to
-  the running mean of its utterances. No look-ahead: an assignment is final when made.
+- ``voice``: mono input; online two-speaker clustering of a per-utterance voice print.
 - ``single``: ``--speakers 1``, everything is A.
 
 Voice prints (``VoiceFeature``), compared by ``benchmarks/speaker_attribution.py`` (numbers in
 docs/benchmarks.md, "Speaker attribution"):
 
+- ``campplus`` (default): the 192-d CAM++ speaker embedding (``models.frontends.speaker``), a
+  neural network trained for speaker verification, clustered by ``EmbeddingClustering``: every
+  embedding is kept and the whole history is re-clustered after each utterance, so an early
+  wrong guess is corrected for the utterances that follow.
 - ``pitch``: median F0 of the voiced frames in semitones, divided by PITCH_UNIT_ST.
 - ``mfcc``: mean MFCC 1..19 of the voiced frames, index-weighted (k * c_k, the classic liftered
   cepstral distance) and divided by CEPSTRUM_UNIT.
-- ``pitch_mfcc`` (default): both, concatenated; best on the real corpora, near best on espeak-ng.
+- ``pitch_mfcc``: both, concatenated (the default before CAM++).
 - ``encoder``: the Whisper encoder states of the utterance (free from the ASR pass),
   mean-pooled. Measured near chance: the final states carry words, not voices.
+
+The hand-made prints are clustered by ``VoiceClustering``: the first utterance is A; until B
+exists, an utterance farther than ``new_speaker_distance`` from A's centroid opens B; afterwards
+each utterance goes to the nearer centroid. No look-ahead: an assignment is final when made.
 
 The units and the default distances were calibrated on TurEV-DB (the development set) and are
 reported on EmoDB and espeak-ng dialogues (the test sets). A turn-taking prior (favouring
@@ -27,14 +32,19 @@ splits turns: not used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from streamer.errors import UserError
 from streamer.records import SAMPLE_RATE, Speaker, Utterance
+
+if TYPE_CHECKING:
+    from models.frontends.speaker import SpeakerEmbedder
 
 FRAME_S = 0.025  # analysis window, seconds
 HOP_S = 0.010  # analysis hop, seconds
@@ -149,6 +159,7 @@ class SpeakerMode(str, Enum):
 class VoiceFeature(str, Enum):
     """Which voice print the ``voice`` mode clusters (see the module docstring)."""
 
+    CAMPPLUS = "campplus"
     PITCH = "pitch"
     MFCC = "mfcc"
     PITCH_MFCC = "pitch_mfcc"
@@ -159,6 +170,7 @@ class VoiceFeature(str, Enum):
 # accuracy on TurEV-DB (benchmarks/speaker_attribution.py sweeps it). Low values favour opening B
 # early; the price is that a one-speaker stream gets split (use SpeakerMode.SINGLE for that).
 DEFAULT_NEW_SPEAKER_DISTANCE = {
+    VoiceFeature.CAMPPLUS: 0.5,  # cosine distance (1 - cos) between the two groups' mean embeddings
     VoiceFeature.PITCH: 0.5,
     VoiceFeature.MFCC: 1.5,
     VoiceFeature.PITCH_MFCC: 1.5,
@@ -178,7 +190,7 @@ class SpeakerConfig:
 
     mode: SpeakerMode = SpeakerMode.VOICE
     channel_map: tuple[Speaker, ...] = (Speaker.A, Speaker.B)
-    feature: VoiceFeature = VoiceFeature.PITCH_MFCC
+    feature: VoiceFeature = VoiceFeature.CAMPPLUS
     new_speaker_distance: float | None = None
 
     def __post_init__(self) -> None:
@@ -210,7 +222,10 @@ def voice_print(
 
     audio: float32 [n_samples] at 16 kHz. encoder_states: float32 [n_frames, d_model], required
     for ``encoder``. A NaN entry means unknown (the F0 of an utterance without voiced frames).
+    ``campplus``: the unit CAM++ embedding [192], compared by cosine.
     """
+    if feature is VoiceFeature.CAMPPLUS:
+        return shared_embedder().embed(audio)
     if feature is VoiceFeature.ENCODER:
         if encoder_states is None:
             raise ValueError("the encoder voice print needs the utterance's encoder states")
@@ -291,10 +306,121 @@ class VoiceClustering:
         return float(np.linalg.norm(vp[known] - centroid))
 
 
+class EmbeddingClustering:
+    """Online two-speaker clustering of unit speaker embeddings that revisits its history.
+
+    Every utterance's embedding is kept (the last MAX_HISTORY). After each utterance the whole
+    history is split in two by spherical 2-means on cosine similarity (``two_means``). The split
+    stands for two speakers when the cosine distance between the two groups' mean directions
+    exceeds ``new_speaker_distance``, and, while only one utterance stands apart, by
+    SINGLETON_MARGIN more (the minimum-evidence rule: one odd utterance is weak evidence of a
+    second voice). Otherwise there is one speaker, A.
+
+    Naming: of the two ways to call the groups A and B, the one that agrees with more of the
+    speakers already emitted wins (a tie: the group of the first utterance is A). The new
+    utterance gets its group's name. Emitted names are not changed, but they do not bind the
+    clustering either: an early utterance put in the wrong group moves to the right one as
+    evidence accumulates, and stops pulling the next utterances its way.
+    """
+
+    MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
+    SINGLETON_MARGIN = 0.2  # extra cosine distance needed while B would hold a single utterance (TurEV-DB)
+
+    def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """embed: float32 audio [n_samples] at 16 kHz -> unit embedding [dim]; None loads CAM++
+        (``models.frontends.speaker``) on first use, once per process."""
+        self.new_speaker_distance = new_speaker_distance
+        self._embed = embed
+        self._embeddings: list[np.ndarray] = []  # unit vectors [dim], stream order
+        self._emitted: list[Speaker] = []
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+        if self._embed is None:
+            self._embed = shared_embedder().embed
+        return self.assign_print(self._embed(utterance.audio))
+
+    def assign_print(self, embedding: np.ndarray) -> Speaker:
+        """Attribute one utterance by its embedding [dim] (any length; it is normalised)."""
+        self._embeddings.append(embedding / max(float(np.linalg.norm(embedding)), 1e-12))
+        if len(self._embeddings) > self.MAX_HISTORY:
+            del self._embeddings[0], self._emitted[0]
+        groups = self._groups(np.stack(self._embeddings))  # bool [n], True = B's side
+        speaker = Speaker.B if groups[-1] else Speaker.A
+        self._emitted.append(speaker)
+        return speaker
+
+    def _groups(self, embeddings: np.ndarray) -> np.ndarray:
+        """Which utterances [n] are B, after naming the 2-means groups to fit the emitted names."""
+        n = len(embeddings)
+        side = two_means(embeddings)
+        if n < 2 or side.all() or not side.any():
+            return np.zeros(n, bool)
+        centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
+        needed = self.new_speaker_distance + (self.SINGLETON_MARGIN if min(side.sum(), n - side.sum()) == 1 else 0.0)
+        if 1.0 - float(centroids[0] @ centroids[1]) <= needed:
+            return np.zeros(n, bool)
+        if side[0]:
+            side = ~side  # the first utterance's group is A unless the emitted names say otherwise
+        emitted_b = np.array([s is Speaker.B for s in self._emitted] + [False])
+        agree = int((side[:-1] == emitted_b[:-1]).sum())
+        return ~side if agree < (n - 1) - agree else side
+
+
+def _direction(embeddings: np.ndarray) -> np.ndarray:
+    """The unit mean direction [dim] of unit vectors [n, dim]."""
+    mean = embeddings.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def two_means(embeddings: np.ndarray, max_iterations: int = 20) -> np.ndarray:
+    """Spherical 2-means of unit vectors [n, dim]; returns bool [n], True = the second group.
+
+    Started twice, from the two mutually farthest points of a farthest-point pass (from the
+    point least like the mean, then the point least like it) and from the split of the first
+    principal direction; the start with the higher total similarity to its group's centroid
+    wins. Deterministic; with n < 2 everything is in the first group.
+    """
+    n = len(embeddings)
+    if n < 2:
+        return np.zeros(n, bool)
+    similarity_to_mean = embeddings @ _direction(embeddings)
+    far = int(np.argmin(similarity_to_mean))
+    farthest = int(np.argmin(embeddings @ embeddings[far]))
+    centred = embeddings - embeddings.mean(axis=0)
+    principal = np.linalg.svd(centred, full_matrices=False)[2][0]  # [dim]
+    starts = [embeddings @ embeddings[farthest] > embeddings @ embeddings[far], centred @ principal > 0]
+    best, best_score = starts[0], -np.inf
+    for side in starts:
+        for _ in range(max_iterations):
+            if side.all() or not side.any():
+                break
+            centroids = np.stack([_direction(embeddings[~side]), _direction(embeddings[side])])  # [2, dim]
+            new_side = embeddings @ centroids[1] > embeddings @ centroids[0]
+            if (new_side == side).all():
+                break
+            side = new_side
+        if side.all() or not side.any():
+            continue
+        score = float((embeddings[~side] @ _direction(embeddings[~side])).sum() + (embeddings[side] @ _direction(embeddings[side])).sum())
+        if score > best_score:
+            best, best_score = side, score
+    return best
+
+
+@lru_cache(maxsize=1)
+def shared_embedder() -> "SpeakerEmbedder":
+    """The CAM++ embedder, loaded once per process (imports torch; about 0.5 s)."""
+    from models.frontends.speaker import SpeakerEmbedder
+
+    return SpeakerEmbedder()
+
+
 def make_attributor(config: SpeakerConfig) -> SpeakerAttributor:
     """A fresh attributor for one conversation."""
     if config.mode is SpeakerMode.SINGLE:
         return SingleSpeaker()
     if config.mode is SpeakerMode.CHANNEL:
         return ChannelSpeakers(config.channel_map)
+    if config.feature is VoiceFeature.CAMPPLUS:
+        return EmbeddingClustering(config.distance)
     return VoiceClustering(config.feature, config.distance)

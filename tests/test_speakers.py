@@ -1,4 +1,5 @@
-"""Speaker attribution on real (espeak-ng synthesized) speech; no shared data needed."""
+"""Speaker attribution on real (espeak-ng synthesized) speech and on synthetic embedding
+sequences; no shared data needed."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ import soxr
 
 from streamer.errors import UserError
 from streamer.records import SAMPLE_RATE, Speaker, Utterance
+from models.frontends.speaker import EMBEDDING_DIM, WEIGHTS
 from streamer.speakers import (
     PITCH_UNIT_ST,
+    EmbeddingClustering,
     SpeakerConfig,
     SpeakerMode,
     VoiceFeature,
     make_attributor,
+    shared_embedder,
+    two_means,
     voice_print,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"CAM++ weights not installed ({WEIGHTS.name})")
 
 # (voice, text): a male and a female voice, not strictly alternating
 TURNS = [
@@ -57,6 +63,8 @@ def utterance(i: int, audio: np.ndarray, channel: int = 0) -> Utterance:
 
 @pytest.fixture(scope="module")
 def dialogue(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Utterance]]:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng")
     folder = tmp_path_factory.mktemp("espeak")
     return [(voice, utterance(i, synthesize(voice, text, folder))) for i, (voice, text) in enumerate(TURNS)]
 
@@ -85,9 +93,23 @@ def test_deterministic(dialogue):
     assert attribute(SpeakerConfig(), utterances) == attribute(SpeakerConfig(), utterances)
 
 
+@pytest.mark.parametrize("feature", [VoiceFeature.CAMPPLUS, VoiceFeature.PITCH_MFCC])
+def test_two_voices_are_told_apart_by_each_print(dialogue, feature):
+    speakers = attribute(SpeakerConfig(feature=feature), [u for _, u in dialogue])
+    truth = [voice == TURNS[0][0] for voice, _ in dialogue]
+    hits = np.mean([(s is Speaker.A) == t for s, t in zip(speakers, truth)])
+    assert max(hits, 1 - hits) >= (1.0 if feature is VoiceFeature.CAMPPLUS else 0.8)
+
+
 def test_one_voice_with_a_high_distance_stays_a(dialogue):
     same_voice = [u for voice, u in dialogue if voice == "en-us"]
-    assert attribute(SpeakerConfig(new_speaker_distance=3.0), same_voice) == [Speaker.A] * len(same_voice)
+    config = SpeakerConfig(feature=VoiceFeature.PITCH_MFCC, new_speaker_distance=3.0)
+    assert attribute(config, same_voice) == [Speaker.A] * len(same_voice)
+
+
+def test_one_voice_stays_a_with_campplus_defaults(dialogue):
+    same_voice = [u for voice, u in dialogue if voice == "en-us+f3"]
+    assert attribute(SpeakerConfig(), same_voice) == [Speaker.A] * len(same_voice)
 
 
 def test_single_mode_is_all_a(dialogue):
@@ -131,3 +153,89 @@ def test_encoder_feature_needs_states(dialogue):
 def test_bad_distance_is_a_user_error():
     with pytest.raises(UserError):
         SpeakerConfig(new_speaker_distance=0.0)
+
+
+# --- CAM++ network --------------------------------------------------------------------------
+
+
+@needs_weights
+def test_campplus_loads_the_weights_strictly_and_embeds_to_unit_length():
+    embedder = shared_embedder()  # load_state_dict(strict=True) inside
+    assert embedder.metadata["license"] == "Apache-2.0"
+    tone = np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32) * 0.1
+    embedding = embedder.embed(tone)
+    assert embedding.shape == (EMBEDDING_DIM,) and np.isfinite(embedding).all()
+    assert abs(np.linalg.norm(embedding) - 1.0) < 1e-6
+    assert embedder.embed(tone[:800]).shape == (EMBEDDING_DIM,)  # 50 ms: tiled up to the minimum
+
+
+@needs_weights
+@needs_espeak
+@pytest.mark.parametrize("voices", [("en-us", "en-us+f3"), ("en-us+m1", "en-us+m7")])
+def test_campplus_separates_two_espeak_voices(tmp_path: Path, voices: tuple[str, str]):
+    """A male and a female voice, and two male voices: every same-voice pair of utterances (other
+    words) is more alike than every cross-voice pair."""
+    texts = ["Did you see the game last night?", "No, I was working late again.", "Who won in the end?"]
+    embed = shared_embedder().embed
+    prints = {v: np.stack([embed(synthesize(v, t, tmp_path)) for t in texts]) for v in voices}
+    same = [float(p[i] @ p[j]) for p in prints.values() for i in range(3) for j in range(i + 1, 3)]
+    cross = (prints[voices[0]] @ prints[voices[1]].T).ravel()
+    assert min(same) > max(cross) + 0.1
+
+
+# --- online clustering on synthetic embedding sequences ---------------------------------------
+
+DIM = 32
+
+
+def basis(i: int) -> np.ndarray:
+    return np.eye(DIM)[i]
+
+
+def voice(centre: np.ndarray, rng: np.random.Generator, noise: float = 0.8) -> np.ndarray:
+    """A noisy unit embedding around ``centre``: two draws have cosine about 1 / (1 + noise**2)."""
+    v = centre + noise * rng.standard_normal(DIM) / np.sqrt(DIM)
+    return v / np.linalg.norm(v)
+
+
+def test_two_means_splits_two_groups_and_keeps_order_free():
+    rng = np.random.default_rng(0)
+    points = np.stack([voice(basis(i % 2), rng, 0.5) for i in range(12)])
+    side = two_means(points)
+    assert (side == (np.arange(12) % 2 == 1)).all() or (side == (np.arange(12) % 2 == 0)).all()
+    assert not two_means(points[:1]).any()
+
+
+def test_alternating_speakers_are_named_consistently_first_is_a():
+    rng = np.random.default_rng(1)
+    truth = [1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0]  # the first utterance is speaker "1"
+    clustering = EmbeddingClustering(0.5)
+    speakers = [clustering.assign_print(voice(basis(t), rng)) for t in truth]
+    assert speakers == [Speaker.A if t == 1 else Speaker.B for t in truth]
+
+
+def test_a_single_speaker_stays_on_a():
+    rng = np.random.default_rng(2)
+    clustering = EmbeddingClustering(0.5)
+    assert [clustering.assign_print(voice(basis(0), rng)) for _ in range(40)] == [Speaker.A] * 40
+
+
+def test_a_wrong_early_guess_is_corrected_by_later_evidence():
+    """An odd utterance of A opens B too early; once the real B has spoken, the same odd voice
+    goes to A (the history is re-clustered), where the centroid-following policy keeps it on B."""
+    rng = np.random.default_rng(3)
+    odd_a = 0.3 * basis(0) + np.sqrt(1 - 0.3**2) * basis(2)  # cosine distance 0.7 from A's centre
+    clustering = EmbeddingClustering(0.4)
+    assert clustering.assign_print(basis(0)) is Speaker.A
+    assert clustering.assign_print(odd_a) is Speaker.B  # the wrong early guess
+    for _ in range(3):
+        assert clustering.assign_print(voice(basis(0), rng, 0.3)) is Speaker.A
+        assert clustering.assign_print(voice(basis(1), rng, 0.3)) is Speaker.B
+    assert clustering.assign_print(odd_a) is Speaker.A  # corrected
+
+
+def test_one_odd_utterance_is_not_enough_to_open_b():
+    """The minimum-evidence rule: a lone utterance needs SINGLETON_MARGIN more distance."""
+    slightly_odd = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
+    clustering = EmbeddingClustering(0.5)
+    assert [clustering.assign_print(v) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
