@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 from models.errors import UserError
 
 from .checkpoint import Checkpoint
+from .checks import check_type
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
 from .labels import LabelSet, fold_matrix, label_set
@@ -55,6 +56,8 @@ class DatasetSpec:
     train splits (a seeded draw; 0 = all), and validate on at most this many (to bound feature
     extraction on big corpora). valid_labels: the label set the validation figures are computed
     in, the model's output folded onto it (EmoContext: "emocontext4"); default: the model's own.
+    epoch_size: training windows drawn from this corpus per epoch, instead of the config's
+    ``corpus_epoch_size`` (0 = that).
     """
 
     name: str
@@ -66,6 +69,7 @@ class DatasetSpec:
     test_speakers: tuple[str, ...] = ()
     max_dialogues: int = 0
     valid_labels: str = ""
+    epoch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,19 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 6  # epochs without validation improvement before stopping
+
+    def __post_init__(self) -> None:
+        """Types and ranges, so a bad value (``--set optim.epochs=abc``) stops the run before any work."""
+        for f in fields(self):
+            check_type(f, getattr(self, f.name), f.name)
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("modality_dropout", "context_truncation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
 
     @classmethod
     def from_toml(cls, path: Path, overrides: Sequence[str] = ()) -> "TrainConfig":
@@ -150,6 +167,7 @@ class Corpus:
     audio_mean: torch.Tensor  # [Da]
     audio_std: torch.Tensor  # [Da]
     train: dict[str, list[Window]]  # dataset name -> training windows
+    epoch_sizes: dict[str, int]  # dataset name -> windows drawn per epoch (0 = all)
     valid: dict[str, list[Window]]  # dataset name -> validation windows (in valid_sets' labels)
     valid_sets: dict[str, LabelSet]  # dataset name -> the label set its validation is scored in
     audio_train: list[Window]  # single-clip audio windows usable for pseudo-pairs
@@ -233,7 +251,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         text_table=text_table,
         audio_table=torch.from_numpy((audio - mean) / std).float(),
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
-        train=train, valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
+        train=train, epoch_sizes={d.name: d.epoch_size or config.corpus_epoch_size for d in config.datasets},
+        valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
     )
 
 
@@ -271,12 +290,13 @@ def validate(network, corpus: Corpus, device, labels: LabelSet) -> dict[str, Sco
     return scores
 
 
-def epoch_windows(corpus: Corpus, size: int, rng: random.Random) -> list[Window]:
-    """Training windows of one epoch: all of them, or at most ``size`` per corpus, redrawn each
-    epoch, so that no corpus outweighs the others by its size."""
-    if not size:
-        return [w for ws in corpus.train.values() for w in ws]
-    return [w for ws in corpus.train.values() for w in (rng.sample(ws, size) if len(ws) > size else ws)]
+def epoch_windows(corpus: Corpus, rng: random.Random) -> list[Window]:
+    """Training windows of one epoch: per corpus all of them, or at most its epoch size, redrawn
+    each epoch, so that no corpus outweighs the others by its size."""
+    return [
+        w for name, ws in corpus.train.items()
+        for w in (rng.sample(ws, corpus.epoch_sizes[name]) if 0 < corpus.epoch_sizes[name] < len(ws) else ws)
+    ]
 
 
 def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
@@ -286,7 +306,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    device = pick_device(config.device)
+    device = pick_device(config.device, "the training config's device")
     labels = config.labels
     net_config = FusionConfig.from_dict({**config.network, "n_classes": len(labels.labels)})
     corpus = build_corpus(config, net_config.max_context, frontends)
@@ -310,7 +330,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(config.epochs):
         network.train()
-        windows = truncate_context(epoch_windows(corpus, config.corpus_epoch_size, rng), config.context_truncation, rng)
+        windows = truncate_context(epoch_windows(corpus, rng), config.context_truncation, rng)
         if config.pseudo_pairs:
             windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
         rng.shuffle(windows)

@@ -1,0 +1,73 @@
+"""Text encoder time per utterance, as the streaming runtime calls it (one sentence at a time).
+
+    python benchmarks/text_encoder.py [--threads 2] [--repeats 100] [--data FILE.jsonl]
+
+Embeds real utterances one by one (batch size 1, the runtime's case) with the encoder the shipped
+checkpoint was trained with and prints a markdown row: sentences, mean words, p50 / p95 / max in
+ms of wall-clock time, the mean CPU time per sentence (all threads; what an idle machine's wall
+time cannot be less than divided by the threads, and what a busy one does not inflate much), and
+the load average beside them (the machine is shared; a busy one inflates the wall times).
+Sentences come from ``--data`` (IEMOCAP-style JSON lines with a "text" field) or, without it, a
+fixed set of conversational sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+SENTENCES = (
+    "Hi, how are you doing today?",
+    "I can't believe you did that again, I told you a hundred times not to touch my things.",
+    "It failed again. I am really sorry.",
+    "That's wonderful news, congratulations!",
+    "Okay.",
+    "I don't know what to do anymore, everything I try just falls apart and nobody seems to care.",
+    "Wait, what? You're moving to Canada next week?",
+    "Could you pass me the salt, please?",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=100, help="sentences timed")
+    parser.add_argument("--data", type=Path, help="JSON lines with a 'text' field (e.g. IEMOCAP transcripts)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from models.frontends.text import TextEncoder
+
+    texts = list(SENTENCES)
+    if args.data:
+        texts = [json.loads(line)["text"] for line in args.data.read_text().splitlines() if line.strip()]
+    texts = (texts * (args.repeats // len(texts) + 1))[: args.repeats]
+    encoder = TextEncoder()
+    for text in texts[:10]:  # warm-up
+        encoder.embed([text])
+    times = []
+    cpu_start = time.process_time()
+    for text in texts:
+        start = time.perf_counter()
+        encoder.embed([text])
+        times.append(1000 * (time.perf_counter() - start))
+    cpu = 1000 * (time.process_time() - cpu_start) / len(texts)
+    times.sort()
+    words = statistics.mean(len(t.split()) for t in texts)
+    load = os.getloadavg()
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{args.threads} thread(s), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    print("| encoder | sentences | mean words | p50 (ms) | p95 (ms) | max (ms) | CPU per sentence (ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| {encoder.identity()['name']} | {len(texts)} | {words:.1f} | {statistics.median(times):.1f} | "
+          f"{times[int(0.95 * len(times))]:.1f} | {times[-1]:.1f} | {cpu:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
