@@ -22,6 +22,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -131,6 +132,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes (the server, once it exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -154,6 +161,7 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(port), "--workers", str(args.workers)]
+    cpu_before = children_cpu_s()
     server = subprocess.Popen(command, stderr=open(args.out.with_suffix(".server.log"), "w"))
     try:
         ready_s = wait_healthy(base, server)
@@ -172,6 +180,7 @@ def main() -> int:
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+    server_cpu_s = children_cpu_s() - cpu_before  # model loading included
 
     hangover_s = load_settings().vad.hangover_ms / 1000
     label_set = LABEL_SETS["core4"]
@@ -197,6 +206,8 @@ def main() -> int:
         if latencies else {},
         "segmentation_recall": round(figures["segmentation_recall"], 3), "wer": round(figures["wer"], 3),
         "speaker_accuracy": round(figures["speaker_accuracy"], 3),
+        "server_cpu_s": round(server_cpu_s, 1),
+        "audio_s": round(sum(r.duration for r in recordings), 1),
         "load_average_before": load_before, "load_average_after": load_after, "cpus": os.cpu_count(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
