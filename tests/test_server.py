@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from streamer.api import Recognizer
 from streamer.server import ServerConfig, make_app
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, run_emostream
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +179,14 @@ def test_streams_beyond_the_limit_are_refused(recognizer: Recognizer) -> None:
             await first.send_str(END)
 
     serve(recognizer, test, max_streams=1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers"),
+    (["--port", "http"], "--port"),
+])
+def test_serve_flags_are_checked_before_loading(args: list[str], message: str) -> None:
+    done = run_emostream("serve", *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("emostream: error: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
