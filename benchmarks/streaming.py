@@ -1,6 +1,6 @@
 """Streaming performance: latency, replay speed and memory of the replay path, as markdown.
 
-    python benchmarks/streaming.py [--checkpoint PATH] [--minutes 31] [--out FILE]
+    python benchmarks/streaming.py [--checkpoint PATH] [--minutes 31] [--cold-starts 3] [--out FILE]
 
 Three runs of the full pipeline (``streamer.session.build_pipeline`` + ``run_session``, the
 code path of ``emostream replay``), each in a fresh process so that its peak RSS is its own:
@@ -16,6 +16,11 @@ pipeline reports it), RSS (``/proc/self/status`` VmRSS) at every runtime status 
 0.5 s of wall time) and the process's peak RSS (``getrusage`` ru_maxrss). At real time also the
 delay from the end of speech (``event.end``) to the event on the wall clock, which adds the
 VAD hangover and the 0.1 s block pacing to the pipeline latency: what a listener waits.
+Interim results (``partial`` events, on by default) are counted with their own cost.
+
+Cold start: ``emostream listen`` started ``--cold-starts`` times (after one start that warms the
+page cache) on the PulseAudio test server (``tests/audio_server.sh``); seconds from the process
+start to its "recording from" line (the input is open and kept) and to "models loaded".
 
 The tables go to stdout (and to ``--out``); progress goes to stderr.
 """
@@ -63,6 +68,7 @@ class RunSpec:
     audio: Path
     pace: Pace
     checkpoint: str | None  # None: the shipped default
+    config: Path | None  # a settings file laid out like config.toml (None: the defaults)
     torch_threads: int  # torch.set_num_threads, as `emostream --threads` (default 1)
 
 
@@ -72,6 +78,14 @@ class EventTiming:
     end: float  # stream seconds
     latency_ms: float  # the event's own latency_ms
     speech_end_delay_ms: float | None  # wall delay from event.end to emission; real time only
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """One start of `emostream listen`, seconds from the process start."""
+
+    recording_s: float  # to its "recording from" line: the input is open
+    loaded_s: float  # to "models loaded"
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class RunResult:
     peak_rss_mib: float  # ru_maxrss of the run's process
     checkpoint_sha256: str
     events: list[EventTiming] = field(default_factory=list)
+    partial_ms: list[float] = field(default_factory=list)  # latency_ms of each partial event
     samples: list[Sample] = field(default_factory=list)
     stages: dict[str, list[float]] = field(default_factory=dict)  # stage -> per-call wall ms
 
@@ -134,6 +149,7 @@ class ProbeSink:
     def __init__(self, origin: float | None) -> None:
         self.origin = origin  # time.monotonic() at stream time 0 (real time runs), else None
         self.events: list[EventTiming] = []
+        self.partial_ms: list[float] = []
         self.samples: list[Sample] = []
 
     def header(self, settings: dict) -> None:
@@ -142,6 +158,9 @@ class ProbeSink:
     def emit(self, event) -> None:
         delay = None if self.origin is None else 1000.0 * (time.monotonic() - self.origin - event.end)
         self.events.append(EventTiming(event.start, event.end, event.latency_ms, delay))
+
+    def partial(self, event) -> None:
+        self.partial_ms.append(event.latency_ms)
 
     def status(self, status) -> None:
         self.samples.append(Sample(status.stream_time, time.perf_counter(), rss_mib(), busy_cpu_s() - own_cpu_s()))
@@ -179,14 +198,14 @@ def measure(spec: RunSpec) -> RunResult:
     t0 = time.perf_counter()
     import torch
 
-    from streamer.config import Settings
+    from streamer.config import load_settings
     from streamer.session import build_pipeline, run_session
     from streamer.sinks.base import RunState, Sinks
     from streamer.sources import FastClock, RealTimeClock, open_file, paced
 
     torch.set_num_threads(spec.torch_threads)
     fast = spec.pace is Pace.FAST
-    settings = Settings().updated({"model": {"checkpoint": spec.checkpoint}, "input": {"fast": fast}})
+    settings = load_settings(spec.config).updated({"model": {"checkpoint": spec.checkpoint}, "input": {"fast": fast}})
     source = open_file(spec.audio)
     pipeline = build_pipeline(settings, source.channels)
     load_s = time.perf_counter() - t0
@@ -212,7 +231,7 @@ def measure(spec: RunSpec) -> RunResult:
         rss_after_load_mib=rss_after_load,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         checkpoint_sha256=pipeline.model_identity.get("sha256", "unknown"),
-        events=probe.events, samples=probe.samples, stages=stages,
+        events=probe.events, partial_ms=probe.partial_ms, samples=probe.samples, stages=stages,
     )
 
 
@@ -220,6 +239,39 @@ def in_fresh_process(spec: RunSpec) -> RunResult:
     """measure(spec) in a newly spawned interpreter, so its peak RSS is that run's alone."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(measure, (spec,))
+
+
+def cold_start() -> ColdStart:
+    """Start `emostream listen` once; seconds to its "recording from" and "models loaded" lines."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("emostream")), "listen", "--json", "--no-display"], cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    recording = None
+    try:
+        for line in proc.stderr:
+            if recording is None and "recording from" in line:
+                recording = time.perf_counter() - t0
+            if "models loaded" in line:
+                return ColdStart(recording, time.perf_counter() - t0)
+        raise RuntimeError("emostream listen ended before it loaded its models")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def audio_server() -> bool:
+    """Start (or find) the PulseAudio test server; False when there is none to be had."""
+    done = subprocess.run(["bash", str(ROOT / "tests" / "audio_server.sh")], capture_output=True, text=True)
+    if done.returncode != 0:
+        log.warning("no audio server (%s): cold start not measured", done.stderr.strip())
+    return done.returncode == 0
+
+
+def cold_start_table(starts: list[ColdStart], loads: list[str]) -> str:
+    rows = [[i + 1, f"{s.recording_s:.2f}", f"{s.loaded_s:.1f}", load] for i, (s, load) in enumerate(zip(starts, loads))]
+    return table(["start", "to \"recording from\" s", "to \"models loaded\" s", "load average before"], rows)
 
 
 def repeat_wav(src: Path, dst: Path, minutes: float) -> int:
@@ -278,12 +330,13 @@ def summary_table(runs: list[RunResult]) -> str:
             r.spec.name, f"{r.audio_s:.1f}", len(r.events), pct(lat, 50), pct(lat, 95),
             f"{max(lat):.0f}" if lat else "-",
             f"{pct(delays, 50)} / {pct(delays, 95)}" if delays else "-",
+            f"{len(r.partial_ms)} ({pct(r.partial_ms, 50)} / {pct(r.partial_ms, 95)})",
             f"{r.wall_s:.1f}", f"{r.audio_s / r.wall_s:.1f}x", f"{r.load_s:.1f}",
             f"{r.rss_after_load_mib:.0f}", f"{r.peak_rss_mib:.0f}", others_cores(r.samples),
         ])
     header = [
         "run", "audio s", "events", "latency p50 ms", "p95 ms", "max ms",
-        "speech end -> event p50 / p95 ms", "replay wall s", "x real time", "model load s",
+        "speech end -> event p50 / p95 ms", "partials (p50 / p95 ms)", "replay wall s", "x real time", "model load s",
         "RSS after load MiB", "peak RSS MiB", "other processes, cores busy",
     ]
     return table(header, rows)
@@ -337,12 +390,14 @@ def long_tables(run: RunResult) -> str:
     return by_time + "\n\nRSS along the run (VmRSS):\n\n" + memory
 
 
-def report(runs: list[RunResult], long_run: RunResult | None, args: argparse.Namespace, loads: list[str]) -> str:
+def report(runs: list[RunResult], long_run: RunResult | None, args: argparse.Namespace, loads: list[str],
+           starts: list[ColdStart], start_loads: list[str]) -> str:
     ckpt = runs[0]
     parts = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; git {git_commit()}; "
         f"ASR: embedded tiny.en, int8, CPU; torch threads {args.threads}; "
-        f"fusion checkpoint `{ckpt.spec.checkpoint or 'default (shipped)'}` sha256 `{ckpt.checkpoint_sha256}`.",
+        f"fusion checkpoint `{ckpt.spec.checkpoint or 'default (shipped)'}` sha256 `{ckpt.checkpoint_sha256}`; "
+        f"settings: {f'`{args.config}`' if args.config else 'the config.toml defaults'}.",
         f"Load average (1/5/15 min) before each run: {'; '.join(loads)}.",
         "",
         "Command: `" + " ".join(["python", "benchmarks/streaming.py", *sys.argv[1:]]) + "`",
@@ -354,16 +409,22 @@ def report(runs: list[RunResult], long_run: RunResult | None, args: argparse.Nam
     if long_run is not None:
         parts += ["", f"Long run, `{long_run.spec.name}`, per {BUCKET_S / 60:.0f} minutes of stream time:", "",
                   long_tables(long_run)]
+    if starts:
+        parts += ["", "Cold start of `emostream listen` (page cache warmed by one start before these), "
+                  "seconds from the process start:", "", cold_start_table(starts, start_loads)]
     return "\n".join(parts) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="fusion checkpoint (default: the shipped models/checkpoints/default.pt)")
+    parser.add_argument("--config", type=Path, help="settings laid out like config.toml (e.g. [speakers] feature)")
     parser.add_argument("--audio", type=Path, default=EXAMPLE, help="the recording to replay")
     parser.add_argument("--minutes", type=float, default=31.0, help="length of the long run; 0 skips it")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (as emostream --threads)")
+    parser.add_argument("--cold-starts", type=int, default=3,
+                        help="starts of `emostream listen` to time (needs tests/audio_server.sh); 0 skips them")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not args.audio.is_file():
@@ -378,7 +439,7 @@ def main() -> None:
         log.info("  %.1f s of audio in %.1f s", result.audio_s, result.wall_s)
         return result
 
-    runs = [run(RunSpec(f"{args.audio.name}, {pace.value}", args.audio, pace, args.checkpoint, args.threads))
+    runs = [run(RunSpec(f"{args.audio.name}, {pace.value}", args.audio, pace, args.checkpoint, args.config, args.threads))
             for pace in (Pace.FAST, Pace.REAL_TIME)]
     long_run = None
     if args.minutes > 0:
@@ -386,8 +447,16 @@ def main() -> None:
             long_audio = Path(tmp) / "long.wav"
             reps = repeat_wav(args.audio, long_audio, args.minutes)
             name = f"{args.audio.name} x{reps}, fast"
-            long_run = run(RunSpec(name, long_audio, Pace.FAST, args.checkpoint, args.threads))
-    text = report(runs, long_run, args, loads)
+            long_run = run(RunSpec(name, long_audio, Pace.FAST, args.checkpoint, args.config, args.threads))
+    starts, start_loads = [], []
+    if args.cold_starts > 0 and audio_server():
+        cold_start()  # warms the page cache
+        for _ in range(args.cold_starts):
+            start_loads.append(load_average())
+            starts.append(cold_start())
+            log.info("cold start: recording after %.2f s, models loaded after %.1f s",
+                     starts[-1].recording_s, starts[-1].loaded_s)
+    text = report(runs, long_run, args, loads, starts, start_loads)
     print(text, flush=True)
     if args.out:
         args.out.write_text(text)
