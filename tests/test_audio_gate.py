@@ -22,9 +22,10 @@ def _set_gate(network, logit: float) -> None:
 
 
 @pytest.mark.parametrize("kind", list(NetworkKind))
-def test_closed_gate_is_the_text_only_mode(kind):
+@pytest.mark.parametrize("residual", [False, True])
+def test_closed_gate_is_the_text_only_mode(kind, residual):
     torch.manual_seed(0)
-    network = build_network(tiny_config(kind, audio_gate=True)).eval()
+    network = build_network(tiny_config(kind, audio_gate=True, target_residual=residual)).eval()
     batch = random_batch(network.config)
     batch = replace(batch, text_present=torch.ones_like(batch.text_present))  # the gate needs text
     _set_gate(network, -1e4)  # sigmoid = 0
