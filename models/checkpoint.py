@@ -20,6 +20,11 @@ from .labels import LabelSet
 FORMAT = "emostream-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default.pt"
+# What a payload must hold, and of which type (checked at load, before anything is built).
+PAYLOAD_TYPES: dict[str, type] = {
+    "network": dict, "labels": list, "label_set": str, "label_merge": dict, "frontends": dict,
+    "training": dict, "audio_mean": torch.Tensor, "audio_std": torch.Tensor, "state_dict": dict, "version": str,
+}
 
 
 @dataclass(frozen=True)
@@ -75,13 +80,18 @@ class Checkpoint:
 def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
     """Load a checkpoint (default: the shipped one); returns it with its SHA-256.
 
-    Raises UserError for a missing file, a digest that does not match the ``.sha256`` sidecar, or
-    a file that is not an emostream checkpoint.
+    Raises UserError for a missing or unreadable file, a digest that does not match the
+    ``.sha256`` sidecar, a file that is not an emostream checkpoint, or a damaged one (see
+    :func:`check_payload`). That the weights fit the network is checked when it is built
+    (``models.predictor.load_network``).
     """
     path = Path(path) if path else DEFAULT_CHECKPOINT
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    digest = sha256_of(path)
+    try:
+        digest = sha256_of(path)
+    except OSError as err:
+        raise UserError(f"cannot read checkpoint {path}: {err.strerror}") from None
     sidecar = path.with_suffix(path.suffix + ".sha256")
     if sidecar.exists():
         expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
@@ -95,6 +105,7 @@ def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
         raise UserError(f"{path} is not an emostream checkpoint")
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} needs a newer emostream (format {payload['format_version']})")
+    check_payload(payload, path)
     checkpoint = Checkpoint(
         network=payload["network"],
         label_set=LabelSet(payload["label_set"], tuple(payload["labels"]), dict(payload["label_merge"])),
@@ -106,3 +117,27 @@ def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
         version=payload["version"],
     )
     return checkpoint, digest
+
+
+def check_payload(payload: dict, path: Path) -> None:
+    """UserError unless the payload has every key with its type, a non-empty list of distinct
+    string labels, finite weights, and a finite, positive audio standardisation of one shape."""
+    for key, kind in PAYLOAD_TYPES.items():
+        if key not in payload:
+            raise UserError(f"checkpoint {path} is damaged: it has no {key!r}")
+        if not isinstance(payload[key], kind):
+            raise UserError(f"checkpoint {path} is damaged: {key!r} is not a {kind.__name__}")
+    labels = payload["labels"]
+    if not labels or not all(isinstance(label, str) and label for label in labels) or len(set(labels)) < len(labels):
+        raise UserError(f"checkpoint {path} is damaged: its labels must be distinct names, got {labels!r}")
+    for name, tensor in payload["state_dict"].items():
+        if not isinstance(tensor, torch.Tensor):
+            raise UserError(f"checkpoint {path} is damaged: weight {name!r} is not a tensor")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"checkpoint {path} is damaged: weight {name!r} holds NaN or infinite values")
+    mean, std = payload["audio_mean"], payload["audio_std"]
+    if mean.ndim != 1 or mean.shape != std.shape:
+        raise UserError(f"checkpoint {path} is damaged: audio_mean {list(mean.shape)} and audio_std "
+                        f"{list(std.shape)} must be vectors of one length")
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        raise UserError(f"checkpoint {path} is damaged: audio_std must be finite and > 0, audio_mean finite")

@@ -116,12 +116,14 @@ def evaluate(
     """
     if modalities not in MODALITIES:
         raise UserError(f"--modalities must be one of {', '.join(MODALITIES)}")
+    if max_context is not None and max_context < 1:
+        raise UserError(f"--context must be at least 1 (the scored utterance itself), got {max_context}")
     checkpoint, _ = load_checkpoint(checkpoint_path)
     target_set = label_set(labels) if labels else checkpoint.label_set
-    dev = pick_device(device)
+    dev = pick_device(device, "--device")
     network = load_network(checkpoint, dev)
     cfg = network.config
-    context = min(max_context or cfg.max_context, cfg.max_context)
+    context = cfg.max_context if max_context is None else min(max_context, cfg.max_context)
     samples = select_samples(dataset, data, split, None if pair_with else speakers)
     use_text = modalities in ("text", "both")
     use_audio = modalities in ("audio", "both")

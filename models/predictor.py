@@ -14,22 +14,63 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
+from .checks import check_torch_device
+from .errors import UserError
 from .networks import FusionConfig, FusionNetwork, build_network
 from .windows import MISSING, Window, collate
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else as given ("cpu", "cuda:1")."""
+def pick_device(device: str = "auto", name: str = "device") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise "cpu", "cuda" or "cuda:N" as given.
+
+    name: how the user set it (e.g. ``--model-device``), for the UserError when the value is not
+    a device or CUDA is asked for where this torch cannot use it.
+    """
+    check_torch_device(device, name)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"{name} {device}: this torch build has no CUDA ({torch.__version__}); use cpu or auto")
+        index = torch.device(device).index or 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"{name} {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return torch.device(device)
 
 
 def load_network(checkpoint: Checkpoint, device: torch.device) -> FusionNetwork:
-    """The checkpoint's network with its weights, in eval mode on ``device``."""
-    network = build_network(FusionConfig.from_dict(checkpoint.network))
+    """The checkpoint's network with its weights, in eval mode on ``device``.
+
+    UserError when the stored network config is not valid, or the labels, the audio
+    standardisation or the weights do not fit the network it describes.
+    """
+    try:
+        network = build_network(FusionConfig.from_dict(checkpoint.network))
+    except (TypeError, ValueError, UserError) as err:
+        raise UserError(f"the checkpoint's network config is not valid: {err}") from None
+    cfg = network.config
+    labels = checkpoint.label_set.labels
+    if len(labels) != cfg.n_classes:
+        raise UserError(f"the checkpoint has {len(labels)} labels for a network of {cfg.n_classes} classes")
+    if checkpoint.audio_mean.shape != (cfg.audio_dim,):
+        raise UserError(f"the checkpoint's audio standardisation has {checkpoint.audio_mean.shape[0]} values "
+                        f"for a network reading {cfg.audio_dim}")
+    _check_weights(network.state_dict(), checkpoint.state_dict)
     network.load_state_dict(checkpoint.state_dict)
     return network.to(device).eval()
+
+
+def _check_weights(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> None:
+    """UserError naming the first missing, unexpected or wrongly shaped weight, if any."""
+    problems = [f"{name} is missing" for name in expected if name not in stored]
+    problems += [f"{name} is not part of the network" for name in stored if name not in expected]
+    problems += [
+        f"{name} is {list(stored[name].shape)}, the network needs {list(tensor.shape)}"
+        for name, tensor in expected.items() if name in stored and stored[name].shape != tensor.shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"the checkpoint's weights do not fit its network: {problems[0]}{more}")
 
 
 @torch.no_grad()
@@ -63,7 +104,7 @@ class EmotionPredictor:
 
     def __init__(self, checkpoint: Path | None = None, device: str = "auto") -> None:
         self.checkpoint, self.sha256 = load_checkpoint(checkpoint)
-        self.device = pick_device(device)
+        self.device = pick_device(device, "model.device (--model-device)")
         self.network = load_network(self.checkpoint, self.device)
         self.labels = self.checkpoint.label_set.labels
         self.max_context = self.network.config.max_context

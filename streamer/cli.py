@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 from importlib import metadata
 from pathlib import Path
@@ -92,10 +93,15 @@ def _writable_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -> P
     if suffixes and path.suffix.lower() not in suffixes:
         raise UserError(f"{option} {path}: the file name must end in one of {', '.join(suffixes)}")
     parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: cannot write in {parent}")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{option} {path}: the file exists and is not writable")
+    try:  # a real write: permission bits do not tell (root, read-only mounts, /proc)
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        tempfile.TemporaryFile(dir=parent).close()
+        if path.exists():
+            with open(path, "ab"):
+                pass
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
     return path
 
 

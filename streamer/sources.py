@@ -201,13 +201,15 @@ def _decode(path: Path, channels: int) -> Iterator[np.ndarray | None]:
     a corrupt packet (decoding goes on). Raises av.FFmpegError where FFmpeg gives up."""
     with _open_container(path) as container:
         stream = container.streams.audio[0]
-        to_float = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
+        # Packed (interleaved) float32, same layout and rate. Not planar: PyAV reads at most 8
+        # planes, and a planar frame of 9+ channels crashed the process in to_ndarray.
+        to_float = av.AudioResampler(format="flt")
         for packet in container.demux(stream):
             if packet.is_corrupt:
                 yield None
             for frame in packet.decode():
                 for converted in to_float.resample(frame):
-                    yield converted.to_ndarray()[:channels].T
+                    yield converted.to_ndarray().reshape(-1, converted.layout.nb_channels)[:, :channels]
 
 
 def _repair(samples: np.ndarray, counts: Counter[str]) -> np.ndarray:
