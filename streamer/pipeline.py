@@ -5,10 +5,12 @@
     DialogueContext -> EmotionPredictor -> EmotionEvent
 
 Working ahead: half-way through the VAD hangover (the pause that ends an utterance), the
-utterance is transcribed and embedded as it will be cut if the pause goes on; when the hangover
-then decides it, its event reuses that work, so the decision waits only for the speaker
-attribution and the fusion model (Whisper, the bulk of the cost, already ran during the pause).
-When speech resumes instead, that work was wasted (once per pause of 210-420 ms).
+utterance is transcribed and embedded, and its voice print computed, as it will be cut if the
+pause goes on; when the hangover then decides it, its event reuses that work, so the decision
+waits only for the speaker clustering and the fusion model (Whisper and CAM++, the bulk of the
+cost, already ran during the pause).
+When speech resumes instead, that work was wasted (once per pause of 210-420 ms), which is why
+a run as fast as possible, where nobody waits for each result, turns it off (``work_ahead``).
 
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
 fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
@@ -51,12 +53,15 @@ def cut_repetition(text: str) -> str:
 
 @dataclass(frozen=True)
 class Heard:
-    """What an utterance gives the model whoever spoke it: the transcript, the acoustic vector
-    [audio_dim] and the text embedding [text_dim] (None when not used or no words)."""
+    """Everything about an utterance that does not depend on the conversation so far: the
+    transcript, the acoustic vector [audio_dim] and the text embedding [text_dim] for the model
+    (None when not used or no words), and the voice print for speaker attribution (None when the
+    attributor needs none, or for a partial)."""
 
     transcript: Transcript
     audio: np.ndarray | None
     text: np.ndarray | None
+    voice: np.ndarray | None
 
     def item(self, speaker: Speaker) -> ContextItem:
         return ContextItem(audio=self.audio, text=self.text, speaker=speaker.value)
@@ -70,6 +75,8 @@ class Pipeline:
     feature_encoder: a separate Whisper encoder for the acoustic vector when the checkpoint's
     audio frontend differs from the ASR model (None: reuse the ASR encoder pass).
     partial_every_s: stream seconds between interim results of an utterance in progress (0: none).
+    work_ahead: prepare an utterance during its hangover (module docstring); an attribute the
+    caller may switch.
     known_speakers: the speaker of each channel when the channel alone decides it (stereo by
     channel, a single speaker), so interim results can name it; None: the speaker is decided
     by voice when the utterance ends, and interim results carry none.
@@ -88,6 +95,7 @@ class Pipeline:
         context: ContextConfig = ContextConfig(),
         feature_encoder=None,
         partial_every_s: float = 1.0,
+        work_ahead: bool = True,
         known_speakers: tuple[Speaker, ...] | None = None,
         wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -102,6 +110,7 @@ class Pipeline:
         self.feature_encoder = feature_encoder
         self.context = DialogueContext(context)
         self.partial_every_s = partial_every_s
+        self.work_ahead = work_ahead
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, tuple[tuple[int, int], Heard]] = {}  # channel -> ((id, samples), prepared)
@@ -120,7 +129,8 @@ class Pipeline:
         ]
         self.processed_until = block.start + block.duration
         events = self._score(utterances)
-        self._work_ahead()
+        if self.work_ahead:
+            self._prepare_ending()
         return events
 
     def flush(self) -> list[EmotionEvent]:
@@ -160,7 +170,7 @@ class Pipeline:
                 events.append(event)
         return events
 
-    def _work_ahead(self) -> None:
+    def _prepare_ending(self) -> None:
         """Prepare each utterance that is half-way through its hangover (once per pause)."""
         for segmenter in self.segmenters:
             ending = segmenter.ending()
@@ -182,7 +192,7 @@ class Pipeline:
             log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
                       utterance.id, utterance.start, transcript.no_speech_prob)
             return None
-        speaker = self.attributor.assign(utterance, transcript.encoder_states)
+        speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
         window = self.context.push(heard.item(speaker), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
@@ -199,7 +209,7 @@ class Pipeline:
         transcript = self.transcriber.transcribe(utterance.audio)
         if not transcript.text:
             return None
-        heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)))
+        heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)), voice=False)
         speaker = self.known_speakers[utterance.channel] if self.known_speakers is not None else None
         # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
         last = self.context.last
@@ -213,15 +223,16 @@ class Pipeline:
             context_size=min(len(window), self.predictor.max_context),
         )
 
-    def _hear(self, utterance: Utterance, transcript: Transcript | None = None) -> Heard:
-        """Everything about an utterance that does not depend on its speaker (transcribed here
-        unless ``transcript`` is given)."""
+    def _hear(self, utterance: Utterance, transcript: Transcript | None = None, voice: bool = True) -> Heard:
+        """An utterance's :class:`Heard` (transcribed here unless ``transcript`` is given; no voice
+        print unless ``voice``)."""
         if transcript is None:
             transcript = self.transcriber.transcribe(utterance.audio)
         return Heard(
             transcript=transcript,
             audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
             text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
+            voice=self.attributor.print_of(utterance, transcript.encoder_states) if voice else None,
         )
 
     def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:

@@ -218,13 +218,16 @@ def run_session(
     compute the processing lag. input_health: () -> (queue depth, dropped blocks, overflows).
     Interim results (``pipeline.partials()``) are polled after each block of a paced source
     unless processing trails it by more than ``settings.partials.max_lag_s``; a source read as
-    fast as possible gets none (nobody waits for them, and they cost a Whisper pass each).
+    fast as possible gets none (nobody waits for them, and they cost a Whisper pass each), and
+    its pipeline does not work ahead (``Pipeline.work_ahead``) for the same reason.
     """
     events: list[EmotionEvent] = []
     stop = threading.Event()
     lag = LagMeter(speed)
     loading = pipeline if isinstance(pipeline, Future) else None
     ready: Pipeline | None = None if loading is not None else pipeline
+    if ready is not None:
+        ready.work_ahead = speed is not None
     heard: list[AudioBlock] = []  # blocks that arrived while the models were loading
     last_status = float("-inf")
     max_seconds = settings.input.max_seconds
@@ -252,6 +255,7 @@ def run_session(
         """Wait for the models, then feed what was heard meanwhile (as fast as it runs)."""
         assert loading is not None
         loaded = loading.result()  # the loader's exception, if any, is raised here
+        loaded.work_ahead = speed is not None
         log.info("models loaded; processing the %.1f s of audio heard meanwhile",
                  sum(b.duration for b in heard))
         for block in heard:

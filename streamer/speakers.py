@@ -208,10 +208,21 @@ class SpeakerConfig:
 
 
 class SpeakerAttributor(Protocol):
-    """A stateful policy; call ``assign`` once per utterance, in stream order."""
+    """A stateful policy; call ``assign`` once per utterance, in stream order.
 
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
-        """The speaker of ``utterance``; encoder_states: float32 [n_frames, d_model] or None."""
+    ``print_of`` is the pure, costly part (the voice print: ~10 ms for pitch_mfcc, a CAM++ pass for
+    campplus), so the pipeline can compute it while the VAD is still deciding that the utterance
+    ended, and hand it to ``assign``.
+    """
+
+    def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray | None:
+        """What ``assign`` needs from the utterance (its voice print), or None; changes no state."""
+        ...
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
+               voice: np.ndarray | None = None) -> Speaker:
+        """The speaker of ``utterance``; encoder_states: float32 [n_frames, d_model] or None;
+        voice: ``print_of(utterance, encoder_states)`` when already computed."""
         ...
 
 
@@ -246,7 +257,11 @@ def voice_print(
 class SingleSpeaker:
     """``--speakers 1``: every utterance is A."""
 
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+    def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> None:
+        return None
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
+               voice: np.ndarray | None = None) -> Speaker:
         return Speaker.A
 
 
@@ -256,7 +271,11 @@ class ChannelSpeakers:
     def __init__(self, channel_map: tuple[Speaker, ...]) -> None:
         self.channel_map = channel_map
 
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+    def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> None:
+        return None
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
+               voice: np.ndarray | None = None) -> Speaker:
         if not 0 <= utterance.channel < len(self.channel_map):
             raise UserError(
                 f"audio channel {utterance.channel} has no speaker: the channel map covers "
@@ -278,8 +297,12 @@ class VoiceClustering:
         self._sums: dict[Speaker, np.ndarray] = {}  # per speaker: sum of known entries [dim]
         self._counts: dict[Speaker, np.ndarray] = {}  # per speaker: known entries [dim]
 
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
-        return self.assign_print(voice_print(self.feature, utterance.audio, encoder_states))
+    def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
+        return voice_print(self.feature, utterance.audio, encoder_states)
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
+               voice: np.ndarray | None = None) -> Speaker:
+        return self.assign_print(voice if voice is not None else self.print_of(utterance, encoder_states))
 
     def assign_print(self, vp: np.ndarray) -> Speaker:
         """Attribute one utterance by its voice print [dim] (from ``voice_print``)."""
@@ -334,10 +357,14 @@ class EmbeddingClustering:
         self._embeddings: list[np.ndarray] = []  # unit vectors [dim], stream order
         self._emitted: list[Speaker] = []
 
-    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None) -> Speaker:
+    def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
         if self._embed is None:
             self._embed = shared_embedder().embed
-        return self.assign_print(self._embed(utterance.audio))
+        return self._embed(utterance.audio)
+
+    def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
+               voice: np.ndarray | None = None) -> Speaker:
+        return self.assign_print(voice if voice is not None else self.print_of(utterance, encoder_states))
 
     def assign_print(self, embedding: np.ndarray) -> Speaker:
         """Attribute one utterance by its embedding [dim] (any length; it is normalised)."""
