@@ -76,10 +76,11 @@ def _spoken_number(match: re.Match[str]) -> str:
 
 def normalise(text: str) -> str:
     """Text for WER: lowercase; numbers as spoken ("5" -> "five", "3.5" -> "three point five",
-    "1,000" -> "one thousand", "%" -> "percent"); apostrophes dropped ("don't" -> "dont");
+    "1,000" -> "one thousand", "%" -> "percent", "$10.00" -> "ten dollars"); apostrophes dropped ("don't" -> "dont");
     hyphens, other punctuation and bracketed noises ("[LAUGHTER]") become spaces."""
     text = text.lower().replace("\u2019", "'").replace("%", " percent ")
     text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\$(\d[\d,]*)(\.00)?", r"\1 dollars", text)
     text = re.sub(r"\d[\d,]*(\.\d+)?", lambda m: " " + _spoken_number(m) + " ", text)
     text = text.replace("'", "")
     text = re.sub(r"[^a-z ]+", " ", text)

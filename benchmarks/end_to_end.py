@@ -73,6 +73,22 @@ def parse_runs(value: str) -> list[RunSpec]:
     return runs
 
 
+def parse_decoding(items: list[str]) -> dict:
+    """["repetition_penalty=1.0", ...] -> {"repetition_penalty": 1.0, ...} (values parsed as TOML)."""
+    import tomllib
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            values.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
+        except (ValueError, tomllib.TOMLDecodeError):
+            raise UserError(f"--decoding {item!r}: expected KEY=VALUE with a TOML value") from None
+    return values
+
+
 def true_turns(recording: Recording, labels: tuple[str, ...], label_set) -> list[TrueTurn]:
     """The recording's turns with class indices into ``labels`` (None: not scored)."""
     return [TrueTurn(t.start, t.end, t.text, t.speaker, label_set.index(t.emotion)) for t in recording.turns]
@@ -296,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=DEFAULT_RUNS, help=f"MODALITIES:LAYOUT,... (default {DEFAULT_RUNS})")
     p.add_argument("--config", type=Path, help="a settings file laid out like config.toml (e.g. [asr.decoding])")
+    p.add_argument("--decoding", action="append", default=[], metavar="KEY=VALUE",
+                   help="an asr.decoding setting (TOML value), e.g. --decoding repetition_penalty=1.0; repeatable")
     p.add_argument("--checkpoint", help="fusion checkpoint (default: the shipped one)")
     p.add_argument("--asr-model", help="faster-whisper model name or CTranslate2 directory (default: embedded tiny.en)")
     p.add_argument("--asr-only", action="store_true", help="only the ASR comparison on true segments")
@@ -322,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dialogues < 1:
             raise UserError("--dialogues must be at least 1")
         runs = [] if args.asr_only else parse_runs(args.runs)
-        settings = load_settings(args.config).updated({"asr": {"model": args.asr_model}, "model": {"checkpoint": args.checkpoint}})
+        settings = load_settings(args.config).updated({
+            "asr": {"model": args.asr_model, "decoding": parse_decoding(args.decoding)},
+            "model": {"checkpoint": args.checkpoint},
+        })
         recordings = {n: render_set(n, args.data, args.dialogues, args.seed, args.cache) for n in names}
         result: dict = {
             "command": " ".join(["python", "benchmarks/end_to_end.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -168,6 +168,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "asr.compute_type": _one_of(*COMPUTE_TYPES),
     "asr.decoding.beam_size": ((lambda v: 1 <= v <= 20), "between 1 and 20"),
     "asr.decoding.max_tokens": ((lambda v: 1 <= v <= WHISPER_MAX_TOKENS), f"between 1 and {WHISPER_MAX_TOKENS}"),
+    "asr.decoding.repetition_penalty": ((lambda v: v > 0), "> 0 (1 = no penalty)"),
+    "asr.decoding.no_repeat_ngram_size": ((lambda v: v >= 0), ">= 0 (0 = off)"),
     "asr.decoding.no_speech_threshold": ((lambda v: 0 <= v <= 1), "between 0 and 1 (a probability)"),
     "asr.decoding.logprob_threshold": ((lambda v: v <= 0), "<= 0 (a mean log-probability)"),
     "asr.decoding.compression_ratio_threshold": ((lambda v: v > 0), "> 0"),

@@ -56,6 +56,7 @@ def test_normalise_numbers_punctuation_case():
     assert normalise("It's 5 blocks away, OK?") == "its five blocks away ok"
     assert normalise("1,000 Yuan. [LAUGHTER] Well-known 3.5%") == "one thousand yuan well known three point five percent"
     assert normalise("Don\u2019t") == normalise("don't") == "dont"
+    assert normalise("$10.00 an hour") == normalise("$10 an hour") == "ten dollars an hour"
 
 
 def test_corpus_wer():

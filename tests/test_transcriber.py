@@ -1,0 +1,78 @@
+"""The transcriber on short synthetic utterances: real tiny.en, real espeak-ng speech.
+
+Short windows are where greedy Whisper decoding loops ("What? What? What? ..."); the
+repetition penalty of the default decoding is what stops it (docs/benchmarks.md, "Transcription
+without loops"). The audio is rendered as the end-to-end benchmark renders MELD dev turns.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from streamer.transcriber import TranscriberConfig, compression_ratio
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
+
+# text, espeak voice, words/min, pitch: turns that looped in the benchmark's MELD dev renders
+LOOPING = [
+    ("Who was that?", "en-us+m3", 169, 47),
+    ("Why?! Why not?!", "en-us+f4", 170, 56),
+    ("What?", "en-gb", 196, 39),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from models.frontends.whisper import WhisperEncoder
+
+    return WhisperEncoder(None, "cpu", "int8")
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z ]+", " ", text.lower()).split()
+
+
+def longest_run(items: list[str], n: int) -> int:
+    """How often the most repeated n-gram of ``items`` occurs back to back."""
+    best = 1
+    for start in range(len(items)):
+        gram, count = items[start : start + n], 1
+        while items[start + count * n : start + (count + 1) * n] == gram:
+            count += 1
+        best = max(best, count)
+    return best
+
+
+@pytest.mark.slow
+@needs_espeak
+@pytest.mark.parametrize("text,voice,rate,pitch", LOOPING)
+def test_default_decoding_does_not_loop(encoder, text, voice, rate, pitch):
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    transcript = Transcriber(encoder).transcribe(synthesise(text, voice, rate, pitch))
+    said = words(transcript.text)
+    assert said, "the utterance was transcribed"
+    assert all(longest_run(said, n) < 3 for n in (1, 2, 3)), transcript.text
+    assert len(said) <= len(words(text)) + 1, transcript.text
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_without_the_penalty_the_same_audio_loops(encoder):
+    """The control: the loop is real, and the penalty (not the audio) removes it."""
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    audio = synthesise(*LOOPING[0])
+    plain = Transcriber(encoder, TranscriberConfig(repetition_penalty=1.0, compression_ratio_threshold=100.0))
+    assert longest_run(words(plain.transcribe(audio).text), 3) >= 3
+    assert words(Transcriber(encoder).transcribe(audio).text) == ["who", "was", "that"]
+
+
+def test_compression_ratio_flags_long_loops_only():
+    assert compression_ratio("what " * 30) > TranscriberConfig().compression_ratio_threshold
+    assert compression_ratio("Who was that? Who was that? Who was that?") < TranscriberConfig().compression_ratio_threshold
