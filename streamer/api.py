@@ -29,13 +29,14 @@ import numpy as np
 from .config import Settings, load_settings
 from .errors import UserError
 from .pipeline import Pipeline
-from .records import SAMPLE_RATE, AudioBlock, EmotionEvent
+from .records import SAMPLE_RATE, AudioBlock, EmotionEvent, PartialEvent
 from .session import LoadedModels, load_models, make_pipeline
 from .sinks.jsonl import session_record
 from .sinks.summary import SessionSummary, summarize
 from .sources import BlockMaker, open_file
 
-__all__ = ["Recognizer", "Stream", "FileRun", "EmotionEvent", "SessionSummary", "Settings", "load_settings"]
+__all__ = ["Recognizer", "Stream", "FileRun", "EmotionEvent", "PartialEvent", "SessionSummary", "Settings",
+           "load_settings"]
 
 MAX_STREAM_CHANNELS = 2  # one speaker per channel
 
@@ -116,6 +117,11 @@ class Stream:
     def feed_block(self, block: AudioBlock) -> list[EmotionEvent]:
         """A block already at 16 kHz (from :mod:`streamer.sources`)."""
         return self._run([block])
+
+    def partials(self) -> list[PartialEvent]:
+        """Interim results for the utterances still in progress (``partials.every_s`` apart in
+        stream time; each costs a Whisper pass). Poll it between feeds, when not behind."""
+        return [] if self.closed else self.pipeline.partials()
 
     def close(self) -> list[EmotionEvent]:
         """End of stream: the last partial block and the utterance still open."""

@@ -190,3 +190,24 @@ def test_serve_flags_are_checked_before_loading(args: list[str], message: str) -
     assert done.returncode == 2
     assert done.stderr.startswith("emostream: error: ") and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_partials_on_request(recognizer: Recognizer, example_bytes: bytes, reference) -> None:
+    """?partials=1 at twice real time: interim records in the CLI's schema, each superseded by the
+    utterance with its id; the utterances themselves are unchanged."""
+
+    async def test(client: TestClient) -> None:
+        async with client.ws_connect("/v1/stream?partials=1") as ws:
+            for offset in range(0, len(example_bytes), 3200):  # 100 ms frames, every 50 ms
+                await ws.send_bytes(example_bytes[offset: offset + 3200])
+                await asyncio.sleep(0.05)
+            await ws.send_str(END)
+            records = [json.loads(msg.data) async for msg in ws if msg.type == aiohttp.WSMsgType.TEXT]
+        assert ws.close_code == 1000
+        partials = [r for r in records if r["type"] == "partial"]
+        decided = {r["id"]: i for i, r in enumerate(records) if r["type"] == "utterance"}
+        assert partials and set(partials[0]) == set(reference[0]) | {"latency_ms"}
+        assert all(records.index(p) < decided.get(p["id"], len(records)) for p in partials)
+        assert [strip(r) for r in records if r["type"] == "utterance"] == reference
+
+    serve(recognizer, test)

@@ -7,7 +7,8 @@ thread pool (``ServerConfig.workers`` jobs at once, whatever the number of strea
 events. One worker per stream awaits its own jobs one after another, so a stream's audio is
 processed in order; streams are interleaved job by job.
 
-Frames sent besides the CLI's schema (``session``, ``utterance``, ``summary``):
+Frames sent besides the CLI's schema (``session``, ``utterance``, ``summary``, and ``partial`` when
+the client asked with ``?partials=1``; skipped while audio is waiting, as the CLI skips them when behind):
 
 - ``{"type": "status", "schema": 1, "stream_time": s, "queued_s": s, "warning": …}`` when the
   stream's queue is full: processing is behind and the server stops reading until it catches up;
@@ -114,9 +115,22 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "streams": len(request.app[STREAMS])})
 
 
-def parse_params(query: dict[str, str]) -> tuple[int, int]:
-    """``?sample_rate=&channels=`` -> (sample_rate Hz, channels); BadRequest (1008) when invalid."""
-    unknown = set(query) - {"sample_rate", "channels"}
+@dataclass(frozen=True)
+class StreamParams:
+    """A stream's query parameters: ``?sample_rate=16000&channels=1&partials=0``."""
+
+    sample_rate: int  # Hz
+    channels: int  # 1, or 2 = one speaker per channel, interleaved
+    partials: bool  # send interim ``partial`` records while the stream keeps up
+
+    @property
+    def bytes_per_s(self) -> int:
+        return self.sample_rate * 2 * self.channels
+
+
+def parse_params(query: dict[str, str]) -> StreamParams:
+    """The query parameters; BadRequest (1008) when one is unknown or invalid."""
+    unknown = set(query) - {"sample_rate", "channels", "partials"}
     if unknown:
         raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}", CloseCode.POLICY_VIOLATION)
     try:
@@ -128,7 +142,9 @@ def parse_params(query: dict[str, str]) -> tuple[int, int]:
         raise BadRequest(f"channels must be 1 or 2, not {channels}", CloseCode.POLICY_VIOLATION)
     if not 8000 <= rate <= 192000:
         raise BadRequest(f"sample_rate must be 8000..192000 Hz, not {rate}", CloseCode.POLICY_VIOLATION)
-    return rate, channels
+    if query.get("partials", "0") not in ("0", "1"):
+        raise BadRequest("partials must be 0 or 1", CloseCode.POLICY_VIOLATION)
+    return StreamParams(rate, channels, query.get("partials") == "1")
 
 
 async def send(ws: web.WebSocketResponse, record: dict) -> None:
@@ -157,16 +173,16 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         await fail(ws, f"the server is at its limit of {config.max_streams} streams", CloseCode.TRY_AGAIN_LATER)
         return ws
     try:
-        rate, channels = parse_params(request.query)
+        params = parse_params(request.query)
     except BadRequest as err:
         await fail(ws, str(err), err.code)
         return ws
-    stream = app[RECOGNIZER].stream(channels, rate)
-    queue = AudioQueue(max_bytes=int(config.max_queued_s * rate) * 2 * channels)
-    reader = asyncio.create_task(read_audio(ws, queue, stream, rate * 2 * channels))
-    worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR]))
+    stream = app[RECOGNIZER].stream(params.channels, params.sample_rate)
+    queue = AudioQueue(max_bytes=int(config.max_queued_s * params.bytes_per_s))
+    reader = asyncio.create_task(read_audio(ws, queue, stream, params.bytes_per_s))
+    worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR], params.partials))
     app[STREAMS].add(worker)
-    log.info("stream from %s: %d Hz, %d channel(s)", request.remote, rate, channels)
+    log.info("stream from %s: %s", request.remote, params)
     try:
         await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_COMPLETED)
         if not worker.done() and not queue.ended:
@@ -219,9 +235,10 @@ def is_end(text: str) -> bool:
 
 
 async def run_stream(ws: web.WebSocketResponse, stream: Stream, queue: AudioQueue,
-                     executor: ThreadPoolExecutor) -> tuple[CloseCode, str]:
+                     executor: ThreadPoolExecutor, partials: bool = False) -> tuple[CloseCode, str]:
     """Score the stream's audio in order and send its records up to the summary.
 
+    partials: after each job, poll interim results when no audio is waiting (the stream keeps up).
     Returns the close code and reason: 1000 after the summary, 1011 when the pipeline failed.
     """
     loop = asyncio.get_running_loop()
@@ -233,6 +250,8 @@ async def run_stream(ws: web.WebSocketResponse, stream: Stream, queue: AudioQueu
             events = await loop.run_in_executor(executor, stream.feed_pcm16, data) if data else []
             if ended:
                 events += await loop.run_in_executor(executor, stream.close)
+            if partials and not ended and not queue.queued_bytes:
+                events += await loop.run_in_executor(executor, stream.partials)
             for event in events:
                 await send(ws, event.to_dict())
         await send(ws, stream.summary().to_dict())

@@ -33,14 +33,14 @@ function bars(emotions, top) {
   return box;
 }
 
-function showUtterance(u) {
-  session.utterances.push(u);
+function row(u, kind) {
+  // kind: "utterance" (decided) or "partial" (in progress, replaced by the utterance with its id)
   const row = document.createElement("div");
-  row.className = "utterance";
-  row.dataset.emotion = u.emotion;
+  row.className = kind;
+  row.dataset.id = u.id;
   const who = document.createElement("div");
-  who.className = `speaker ${u.speaker}`;
-  who.textContent = u.speaker;
+  who.className = `speaker ${u.speaker || ""}`;
+  who.textContent = u.speaker || "?";
   const time = document.createElement("div");
   time.className = "time";
   time.textContent = `${u.start.toFixed(1)}–${u.end.toFixed(1)} s`;
@@ -48,7 +48,22 @@ function showUtterance(u) {
   text.className = "text";
   text.textContent = u.text || "…";
   row.append(who, time, text, bars(u.emotions, u.emotion));
-  $("utterances").prepend(row);
+  return row;
+}
+
+function showPartial(p) {
+  const old = document.querySelector(`.partial[data-id="${p.id}"]`);
+  if (old) old.replaceWith(row(p, "partial"));
+  else $("utterances").prepend(row(p, "partial"));
+}
+
+function showUtterance(u) {
+  session.utterances.push(u);
+  // partials of utterances Whisper then judged not speech never get theirs: drop them once passed
+  document.querySelectorAll(".partial").forEach((e) => { if (Number(e.dataset.id) < u.id) e.remove(); });
+  const partial = document.querySelector(`.partial[data-id="${u.id}"]`);
+  if (partial) partial.replaceWith(row(u, "utterance"));
+  else $("utterances").prepend(row(u, "utterance"));
   drawTimeline();
 }
 
@@ -70,6 +85,7 @@ function drawTimeline() {
 }
 
 function showSummary(s) {
+  document.querySelectorAll(".partial").forEach((e) => e.remove());
   const box = $("summary");
   box.innerHTML = "";
   const head = document.createElement("div");
@@ -85,6 +101,7 @@ function showSummary(s) {
 
 function onRecord(record) {
   if (record.type === "utterance") showUtterance(record);
+  else if (record.type === "partial") showPartial(record);
   else if (record.type === "summary") { showSummary(record); setStatus("Finished."); }
   else if (record.type === "status") setStatus(record.warning);
   else if (record.type === "error") setStatus(`Error: ${record.message}`, true);
@@ -110,7 +127,7 @@ async function start() {
   }
   const rate = context.sampleRate;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?sample_rate=${rate}&channels=1`);
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream?sample_rate=${rate}&channels=1&partials=1`);
   session = { socket, context, media, utterances: [], streamTime: 0 };
   socket.onmessage = (msg) => onRecord(JSON.parse(msg.data));
   socket.onclose = (e) => {
