@@ -381,9 +381,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print(json.dumps(settings.to_dict(), indent=2), flush=True)
         return 0
     settings.check_devices()
+    from .server import ServerConfig, check_address, serve
+
+    check_address(args.host, args.port)
     _load_torch(args)
     from .api import Recognizer
-    from .server import ServerConfig, serve
 
     serve(Recognizer(settings), args.host, args.port, ServerConfig(workers=args.workers, max_streams=args.max_streams))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -184,9 +185,13 @@ def test_streams_beyond_the_limit_are_refused(recognizer: Recognizer) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--workers", "0"], "--workers"),
     (["--port", "http"], "--port"),
+    (["--port", "{busy}"], "cannot listen on 127.0.0.1:{busy}"),
 ])
 def test_serve_flags_are_checked_before_loading(args: list[str], message: str) -> None:
-    done = run_emostream("serve", *args, timeout=60)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = str(taken.getsockname()[1])
+        done = run_emostream("serve", *(a.format(busy=busy) for a in args), timeout=60)
+    message = message.format(busy=busy)
     assert done.returncode == 2
     assert done.stderr.startswith("emostream: error: ") and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -8,6 +8,6 @@
   schema (``session``, ``utterance`` …, ``summary``) and closes with 1000. See :mod:`.app`.
 """
 
-from .app import ServerConfig, make_app, serve
+from .app import ServerConfig, check_address, make_app, serve
 
-__all__ = ["ServerConfig", "make_app", "serve"]
+__all__ = ["ServerConfig", "check_address", "make_app", "serve"]

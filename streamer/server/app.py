@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
@@ -32,6 +33,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from ..api import Recognizer, Stream
+from ..errors import UserError
 from ..records import JSON_SCHEMA_VERSION, SAMPLE_RATE
 from ..sinks.jsonl import encode
 from .audio_queue import AudioQueue
@@ -100,11 +102,22 @@ def make_app(recognizer: Recognizer, config: ServerConfig = ServerConfig()) -> w
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """UserError now, before seconds of model loading, when ``host:port`` cannot be listened on."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as err:
+        raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
 def serve(recognizer: Recognizer, host: str, port: int, config: ServerConfig = ServerConfig()) -> None:
     """Serve until Ctrl-C."""
     log.info("serving on http://%s:%d (page /, WebSocket /v1/stream)", host, port)
-    web.run_app(make_app(recognizer, config), host=host, port=port, print=None,
-                access_log=None, handle_signals=True)
+    try:
+        web.run_app(make_app(recognizer, config), host=host, port=port, print=None,
+                    access_log=None, handle_signals=True)
+    except OSError as err:  # taken meanwhile (check_address passed)
+        raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
 
 async def index(request: web.Request) -> web.FileResponse:
