@@ -14,6 +14,7 @@ import torch
 
 from models.errors import UserError
 
+from .checks import check_checkpoint_file
 from .frontends.identity import sha256_of
 from .labels import LabelSet
 
@@ -86,17 +87,7 @@ def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
     (``models.predictor.load_network``).
     """
     path = Path(path) if path else DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        digest = sha256_of(path)
-    except OSError as err:
-        raise UserError(f"cannot read checkpoint {path}: {err.strerror}") from None
-    sidecar = path.with_suffix(path.suffix + ".sha256")
-    if sidecar.exists():
-        expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
-        if expected != digest:
-            raise UserError(f"checkpoint {path} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+    digest = check_checkpoint_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean "not a checkpoint"

@@ -7,16 +7,21 @@ model loads. Two kinds of check:
   (``int``, ``float``, ``str``, ``bool``, each optionally ``| None``). Floats must be finite.
 - :func:`check_torch_device` / :func:`check_ctranslate2_device`: device names, and whether CUDA
   exists at all when CUDA is asked for (CTranslate2 counts the GPUs without loading torch).
+- :func:`check_checkpoint_file`: the checkpoint file exists, can be read, is a torch archive and
+  matches its ``.sha256`` sidecar (its contents are checked when torch loads it).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import zipfile
 from dataclasses import Field
+from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from models.frontends.identity import sha256_of
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 _KINDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false"}
@@ -78,3 +83,23 @@ def check_ctranslate2_device(device: str, name: str) -> str:
 def _require_cuda(name: str, device: str) -> None:
     if cuda_device_count() == 0:
         raise UserError(f"{name} {device}: this machine has no CUDA device; use cpu or auto")
+
+
+def check_checkpoint_file(path: Path) -> str:
+    """The SHA-256 of the checkpoint file at ``path``; UserError when it is missing, unreadable,
+    not a torch archive (``torch.save`` writes a zip), or does not match its ``.sha256`` sidecar."""
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        digest = sha256_of(path)
+        archive = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise UserError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    if not archive:
+        raise UserError(f"{path} is not a readable checkpoint (not a torch archive)")
+    sidecar = path.with_suffix(path.suffix + ".sha256")
+    if sidecar.exists():
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
+        if expected != digest:
+            raise UserError(f"checkpoint {path} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+    return digest

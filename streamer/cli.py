@@ -158,6 +158,12 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
                     help="pair every clip of this audio dataset with a same-label turn of --dataset "
                          "(pseudo-pairs: the shared data has no real audio+text pairs)")
     ev.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda, cuda:N")
+    ev.add_argument("--labels", metavar="LABEL_SET",
+                    help="score in this label set, the model's probabilities summed onto its classes "
+                         "(e.g. core4: neutral, happy, sad, angry); default: the checkpoint's own")
+    ev.add_argument("--predictions", type=Path, metavar="FILE.jsonl",
+                    help="write one JSON line per scored utterance: dialogue, turn, speaker, text, "
+                         "label, prediction, probabilities")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     ev.set_defaults(run=run_evaluate)
 
@@ -290,7 +296,7 @@ def _sinks(args: argparse.Namespace):
     """JSON lines when asked or when stdout is not a terminal; the display only on a terminal."""
     from .sinks.base import Sinks
     from .sinks.jsonl import JsonlSink
-    from .sinks.summary import SummaryTableSink
+    from .sinks.summary_table import SummaryTableSink
 
     sinks = []
     if args.json or not sys.stdout.isatty():
@@ -309,7 +315,7 @@ def _finish(result, args: argparse.Namespace) -> int:
         from .sinks.plot import write_plot
 
         write_plot(result.events, args.plot)
-    return 130 if result.interrupted else 0
+    return 128 + result.stopped_by if result.stopped_by else 0  # 130: Ctrl-C, 143: SIGTERM
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -321,7 +327,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
     source = open_file(args.file)
     settings.check_devices()
-    pipeline = _load_pipeline(args, settings, min(source.channels, 2))
+    # A file does not run away: its models load before the session starts, so that a model that
+    # cannot be loaded is an error before any output, not after a `session` line.
+    pipeline = _load_pipeline(args, settings, min(source.channels, 2)).result()
     from .session import run_session
     from .sinks.base import RunState
 
@@ -430,7 +438,7 @@ def _print_scores(scores, as_json: bool) -> None:
 
     if as_json:
         d = scores.to_dict()
-        print(json.dumps({k: d[k] for k in ("wa", "ua", "wf1", "uwf1", "n", "n_excluded", "labels", "confusion", "per_class")}), flush=True)
+        print(json.dumps({k: d[k] for k in ("wa", "ua", "wf1", "uwf1", "n", "n_excluded", "labels", "confusion", "per_class", "subsets") if k in d}), flush=True)
     else:
         print(format_scores(scores), flush=True)
 
@@ -439,6 +447,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from models.checks import check_torch_device
 
     check_torch_device(args.device, "--device")
+    if args.labels:
+        from models.labels import label_set
+
+        label_set(args.labels)  # an unknown name fails before any model loads
     _load_torch(args)
     from models.evaluation import evaluate
 
@@ -447,6 +459,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.dataset, args.data, split, args.checkpoint, args.modalities, args.context, args.device,
         speakers=args.speakers.split(",") if args.speakers else None,
         pair_with=(args.pair_with[0], Path(args.pair_with[1])) if args.pair_with else None,
+        labels=args.labels, predictions=args.predictions,
     )
     _print_scores(scores, args.json)
     return 0

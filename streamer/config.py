@@ -16,6 +16,7 @@ from typing import Any, Callable
 from models.checks import (
     CTRANSLATE2_DEVICES,
     TORCH_DEVICE,
+    check_checkpoint_file,
     check_ctranslate2_device,
     check_torch_device,
     check_type,
@@ -122,12 +123,16 @@ class Settings:
         return asdict(self)
 
     def check_devices(self) -> None:
-        """UserError when a CUDA device is asked for on a machine without one (no torch import).
+        """UserError when a CUDA device is asked for on a machine without one, or the checkpoint
+        file is missing, unreadable or not a checkpoint (no torch import).
 
-        Separate from construction because it asks the hardware: ``--print-config`` does not.
+        Separate from construction because it asks the hardware and the file system:
+        ``--print-config`` does not.
         """
         check_ctranslate2_device(self.asr.device, describe("asr.device"))
         check_torch_device(self.model.device, describe("model.device"))
+        if self.model.checkpoint is not None:
+            check_checkpoint_file(Path(self.model.checkpoint))
 
     def updated(self, values: dict[str, dict[str, Any]]) -> "Settings":
         """A copy with ``{"section": {"key": value}}`` applied (None values are skipped)."""
@@ -177,6 +182,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "context.max_seconds": ((lambda v: v > 0), "> 0 (seconds)"),
     "model.device": ((lambda v: bool(TORCH_DEVICE.fullmatch(v))), "auto, cpu, cuda or cuda:N"),
     "model.modalities": _one_of("both", "audio", "text"),
+    "partials.every_s": ((lambda v: v >= 0), ">= 0 (seconds; 0 turns partials off)"),
+    "partials.max_lag_s": ((lambda v: v >= 0), ">= 0 (seconds)"),
 }
 
 

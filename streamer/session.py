@@ -125,14 +125,19 @@ def build_pipeline(settings: Settings, channels: int) -> Pipeline:
     return make_pipeline(load_models(settings), settings, channels)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; what kill, systemd and docker send
+
+
 @contextmanager
-def stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """While inside, the first Ctrl-C sets ``stop`` and the caller ends at its next block; a second
-    one raises KeyboardInterrupt as usual.
+def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None]:
+    """While inside, the first SIGINT (Ctrl-C) or SIGTERM sets ``stop``, appends the signal
+    number to ``received``, and the caller ends at its next block; a second one raises
+    KeyboardInterrupt.
 
     A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed by
     library code that runs Python callbacks (about one Ctrl-C in ten was lost that way); a flag
-    checked once per block cannot. Outside the main thread the default handling stays.
+    checked once per block cannot. SIGTERM's default action would end the process at once,
+    without the summary. Outside the main thread the default handling stays.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -141,13 +146,15 @@ def stop_on_sigint(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
+        received.append(signum)
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 T = TypeVar("T")
@@ -196,7 +203,8 @@ class LagMeter:
 @dataclass(frozen=True)
 class SessionResult:
     events: list[EmotionEvent]
-    interrupted: bool  # ended by Ctrl-C
+    interrupted: bool  # ended by Ctrl-C or SIGTERM
+    stopped_by: int | None = None  # the signal that ended it (signal.SIGINT / SIGTERM), if one did
 
 
 def run_session(
@@ -254,6 +262,9 @@ def run_session(
     def take_loaded() -> Pipeline:
         """Wait for the models, then feed what was heard meanwhile (as fast as it runs)."""
         assert loading is not None
+        while not loading.done():  # not loading.result(): it would hold a Ctrl-C until loaded
+            if stop.wait(0.05):
+                raise _Stopped
         loaded = loading.result()  # the loader's exception, if any, is raised here
         loaded.work_ahead = speed is not None
         log.info("models loaded; processing the %.1f s of audio heard meanwhile",
@@ -265,9 +276,10 @@ def run_session(
         heard.clear()
         return loaded
 
+    received: list[int] = []
     sinks.header(settings.to_dict())
     try:
-        with stop_on_sigint(stop):
+        with stop_on_signals(stop, received):
             if loading is not None and speed is None:
                 ready = take_loaded()
             elif loading is not None:
@@ -294,11 +306,18 @@ def run_session(
             if not stop.is_set():
                 emit(ready.flush())
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+        received.append(signal.SIGINT)
         stop.set()
+    except _Stopped:  # stopped while the models were still loading
+        pass
     finally:
         interrupted = stop.is_set()
         if interrupted:
             log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", processed_until())
         report(RunState.FINISHED)
         sinks.close(summarize(events, processed_until()))
-    return SessionResult(events, interrupted)
+    return SessionResult(events, interrupted, received[0] if received else None)
+
+
+class _Stopped(Exception):
+    """A stop signal arrived while the session waited for its models."""

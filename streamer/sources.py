@@ -31,7 +31,7 @@ import numpy as np
 import soxr
 
 from streamer.devices import resolve_device, sounddevice
-from streamer.errors import UserError
+from streamer.errors import InputLost, UserError
 from streamer.records import SAMPLE_RATE, AudioBlock
 
 log = logging.getLogger(__name__)
@@ -322,9 +322,9 @@ class MicrophoneSource:
     the callback drops the *newest* block and counts it (`dropped_blocks`); the consumer then
     finds a gap in the device's sample count and fills it with silence, so stream time keeps
     following the device clock. PortAudio status flags (input overflow...) are counted in
-    `status_counts`. A device that stops delivering (unplugged, server gone) ends `blocks()`
-    with a logged error after `stall_s` seconds without audio, or at once when PortAudio
-    reports the stream finished.
+    `status_counts`. A device that stops delivering (unplugged, server gone) makes `blocks()`
+    raise InputLost after `stall_s` seconds without audio, or at once when PortAudio reports the
+    stream finished; the partial block in the resampler is dropped, not delivered.
     """
 
     def __init__(
@@ -391,11 +391,14 @@ class MicrophoneSource:
                 try:
                     item = self._queue.get(timeout=self.stall_s)
                 except queue.Empty:
-                    log.error("no audio from %r for %.1f s: stopping", self.info["name"], self.stall_s)
-                    break
+                    raise InputLost(
+                        f"no audio from input device {self.info['name']!r} for {self.stall_s:.1f} s "
+                        "(unplugged, or the audio server stopped?)"
+                    ) from None
                 if item is _END:
                     if not self._stopping.is_set():
-                        log.error("input device %r stopped delivering audio", self.info["name"])
+                        raise InputLost(f"input device {self.info['name']!r} stopped delivering audio "
+                                        "(unplugged, or the audio server stopped?)")
                     break
                 first_n, samples = item
                 if first_n > expected_n:  # blocks dropped while the consumer was behind

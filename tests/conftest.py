@@ -21,6 +21,16 @@ from streamer.records import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# EMOSTREAM_TEST_NO_PORTAUDIO=1 runs the suite as on a machine without the PortAudio library:
+# `import sounddevice` then fails as it does there (its module code asks
+# ctypes.util.find_library("portaudio") and raises OSError on None). Tests that need PortAudio
+# take the `portaudio` fixture and skip with the reason.
+if os.environ.get("EMOSTREAM_TEST_NO_PORTAUDIO"):
+    import ctypes.util
+
+    _find_library = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: None if "portaudio" in name else _find_library(name)
+
 # The tests' tensors are tiny: one torch thread avoids OpenMP spin-waiting on a busy 2-core
 # machine (the CLI does the same, see `emostream --threads`).
 import torch  # noqa: E402
@@ -82,6 +92,18 @@ def dialogue_truth() -> list[tuple[str, float, float]]:
 
 
 @pytest.fixture(scope="session")
+def portaudio() -> None:
+    """Skip when the PortAudio library is missing (streamer.devices then raises UserError)."""
+    from streamer.devices import sounddevice
+    from streamer.errors import UserError
+
+    try:
+        sounddevice()
+    except UserError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
 def audio_server() -> dict[str, str]:
     """A PulseAudio server with the `emostream_sink` null sink whose monitor is the default
     source (tests/audio_server.sh); skips the test when no server can be started or reached.
@@ -100,6 +122,27 @@ def audio_server() -> dict[str, str]:
     if shutil.which("paplay") is None:
         pytest.skip("paplay not installed (apt install pulseaudio-utils)")
     return dict(item.split("=", 1) for item in done.stdout.split())
+
+
+@pytest.fixture
+def private_pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A PulseAudio server of this test's own (so it may be killed); returns its pid."""
+    if subprocess.run(["which", "pulseaudio"], capture_output=True).returncode != 0:
+        pytest.skip("pulseaudio not installed")
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    monkeypatch.setenv("PULSE_RUNTIME_PATH", str(runtime))
+    started = subprocess.run(
+        ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--log-level=error"], capture_output=True
+    )
+    if started.returncode != 0:
+        pytest.skip(f"cannot start a private PulseAudio server: {started.stderr.decode().strip()}")
+    pid = int((runtime / "pid").read_text())
+    yield pid
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture

@@ -59,7 +59,6 @@ CASES: dict[str, tuple[Callable[[Path], list[Any]], str]] = {
     "corrupt checkpoint": (
         lambda d: ["replay", MONO, "--checkpoint", write("corrupt.pt", RANDOM_BYTES)(d)], "not a readable checkpoint"
     ),
-    "unknown device": (lambda d: ["listen", "--device", "no-such-device"], "`emostream listen --list-devices`"),
     "unknown ASR model": (lambda d: ["replay", MONO, "--asr-model", "no-such-model"], "cannot load Whisper model"),
 }
 
@@ -67,7 +66,16 @@ CASES: dict[str, tuple[Callable[[Path], list[Any]], str]] = {
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line(case: str, tmp_path: Path) -> None:
     make_args, mention = CASES[case]
-    done = run_emostream(*make_args(tmp_path), "--no-display")
+    assert_one_line_error(run_emostream(*make_args(tmp_path), "--no-display"), mention)
+
+
+def test_unknown_device_is_one_line(portaudio: None) -> None:
+    """Needs PortAudio: without it the error is that PortAudio is missing (tested below)."""
+    done = run_emostream("listen", "--device", "no-such-device", "--no-display")
+    assert_one_line_error(done, "`emostream listen --list-devices`")
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], mention: str) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()

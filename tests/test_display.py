@@ -11,7 +11,7 @@ from rich.console import Console
 
 from streamer.records import Speaker
 from streamer.sinks import DisplayState, JsonlSink, LiveDisplaySink, RunState, RuntimeStatus, render, summarize
-from streamer.sinks.base import EMOTION_COLOURS, emotion_colour
+from streamer.sinks.colours import EMOTION_COLOURS, emotion_colour
 from streamer.sinks.display import timeline_cells
 from tests.test_sinks import EVENTS, STATUS, event, run_session
 

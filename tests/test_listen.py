@@ -32,7 +32,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.audio_server
-def test_listen_hears_the_played_dialogue_also_while_loading(audio_server: dict[str, str], clip: Path) -> None:
+def test_listen_hears_the_played_dialogue_also_while_loading(
+    audio_server: dict[str, str], portaudio: None, clip: Path
+) -> None:
     proc = start_emostream("listen", "--json", "--no-display", "--max-seconds", MAX_SECONDS)
     watchdog = threading.Timer(180, proc.kill)  # a hung child fails the test instead of the suite
     watchdog.start()

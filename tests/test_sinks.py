@@ -271,3 +271,19 @@ def test_plot_leaves_pyplot_alone(tmp_path):
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') == backend\n"
     )
     subprocess.run([sys.executable, "-c", child], cwd=REPO, check=True)
+
+
+def test_summary_table_says_1_utterance():
+    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
+    console.print(render_summary(summarize(EVENTS[:1])))
+    assert "Session summary: 2.0 s, 1 utterance\n" in console.file.getvalue().replace(" \n", "\n").replace("  ", "")
+
+
+def test_summary_table_redirected_does_not_wrap():
+    """Redirected (not a terminal) rich assumes 80 columns; the table keeps one line per row."""
+    console = Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+    many = [event(i, Speaker.A, i, i + 0.5, "x", {f"label{k}": 0.2 for k in range(5)}) for i in range(3)]
+    SummaryTableSink(console).close(summarize(many))
+    rows = [line for line in console.file.getvalue().splitlines() if line.startswith("│")]
+    assert len(rows) == 1  # speaker A, unwrapped
+    assert "label0 20%  label1 20%  label2 20%" in rows[0]

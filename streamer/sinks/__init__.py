@@ -4,11 +4,13 @@
 plot is asked for.
 """
 
-from streamer.sinks.base import RunState, RuntimeStatus, Sink, Sinks, emotion_colour
+from streamer.sinks.base import RunState, RuntimeStatus, Sink, Sinks
+from streamer.sinks.colours import emotion_colour
 from streamer.sinks.display import DisplayState, LiveDisplaySink, render
 from streamer.sinks.jsonl import JsonlSink
 from streamer.sinks.memory import MemorySink
-from streamer.sinks.summary import SessionSummary, SpeakerSummary, SummaryTableSink, render_summary, summarize
+from streamer.sinks.summary import SessionSummary, SpeakerSummary, summarize
+from streamer.sinks.summary_table import SummaryTableSink, render_summary
 
 __all__ = [
     "DisplayState",

@@ -1,4 +1,4 @@
-"""The interface every output shares, the runtime status record, and the emotion colours.
+"""The interface every output shares and the runtime status record.
 
 A session drives its sinks in this order::
 
@@ -15,17 +15,13 @@ Sinks must not write to stdout unless they are the data sink (:class:`JsonlSink`
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from models.labels import Emotion
 from streamer.records import EmotionEvent, PartialEvent
-
-if TYPE_CHECKING:  # summary.py imports the colours below
-    from streamer.sinks.summary import SessionSummary
+from streamer.sinks.summary import SessionSummary
 
 
 class RunState(str, Enum):
@@ -97,26 +93,3 @@ class Sinks:
     def reader_gone(self) -> bool:
         """True once a data sink's reader has gone (``emostream ... | head``): time to stop."""
         return any(getattr(sink, "reader_gone", False) for sink in self.sinks)
-
-
-# rich colour names for the canonical emotions; labels not listed here get a fallback colour.
-EMOTION_COLOURS: dict[str, str] = {
-    Emotion.NEUTRAL.value: "grey62",
-    Emotion.HAPPY.value: "gold1",
-    Emotion.EXCITED.value: "orange1",
-    Emotion.SAD.value: "dodger_blue2",
-    Emotion.ANGRY.value: "red3",
-    Emotion.FRUSTRATED.value: "dark_orange3",
-    Emotion.SURPRISED.value: "magenta",
-    Emotion.FEARFUL.value: "medium_purple",
-    Emotion.DISGUSTED.value: "green4",
-    Emotion.BORED.value: "grey37",
-    Emotion.CALM.value: "cyan3",
-}
-_FALLBACK_COLOURS = ("turquoise2", "deep_pink3", "chartreuse3", "steel_blue1", "khaki3", "plum2")
-
-
-def emotion_colour(label: str) -> str:
-    """The rich colour name for a label; unknown labels get a colour stable across runs."""
-    fallback = _FALLBACK_COLOURS[zlib.crc32(label.encode()) % len(_FALLBACK_COLOURS)]
-    return EMOTION_COLOURS.get(label, fallback)

@@ -25,7 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from streamer.records import EmotionEvent, PartialEvent, Speaker
-from streamer.sinks.base import RuntimeStatus, emotion_colour
+from streamer.sinks.base import RuntimeStatus
+from streamer.sinks.colours import emotion_colour
 from streamer.sinks.summary import SessionSummary
 
 LAG_WARN_S = 2.0  # seconds; a processing lag above this is drawn in red

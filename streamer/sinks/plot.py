@@ -15,7 +15,7 @@ from rich.color import Color
 
 from streamer.errors import UserError
 from streamer.records import EmotionEvent, Speaker
-from streamer.sinks.base import emotion_colour
+from streamer.sinks.colours import emotion_colour
 
 
 def write_plot(events: Sequence[EmotionEvent], path: Path) -> None:

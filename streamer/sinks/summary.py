@@ -1,4 +1,4 @@
-"""End-of-session summary: a pure function of the emitted events, plus its table rendering.
+"""End-of-session summary: a pure function of the emitted events (the table is in summary_table.py).
 
 Definitions (per speaker, events ordered by start time):
 
@@ -19,12 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from streamer.records import JSON_SCHEMA_VERSION, EmotionEvent, Speaker
-from streamer.sinks.base import RuntimeStatus, emotion_colour
 
 
 @dataclass(frozen=True)
@@ -95,46 +90,3 @@ def _summarize_speaker(speaker: Speaker, events: list[EmotionEvent]) -> SpeakerS
         dominant_emotion=max(mean, key=mean.__getitem__),
         emotion_changes=sum(a != b for a, b in zip(tops, tops[1:])),
     )
-
-
-def render_summary(summary: SessionSummary, top_k: int = 3) -> Table:
-    """A rich table of the summary, one row per speaker (printed on stderr at the end).
-
-    top_k: how many labels of the mean distribution to list, most probable first.
-    """
-    table = Table(title=f"Session summary: {summary.duration_s:.1f} s, {summary.utterances} utterances")
-    for header in ("Speaker", "Utterances", "Speaking time", "Dominant", "Changes", "Mean emotions"):
-        table.add_column(header, justify="right" if header in ("Utterances", "Changes") else "left")
-    for s in summary.speakers:
-        top = sorted(s.mean_emotions.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-        table.add_row(
-            s.speaker.value,
-            str(s.utterances),
-            f"{s.speaking_time_s:.1f} s",
-            Text(s.dominant_emotion, style=emotion_colour(s.dominant_emotion)),
-            str(s.emotion_changes),
-            "  ".join(f"{label} {p:.0%}" for label, p in top),
-        )
-    return table
-
-
-class SummaryTableSink:
-    """Prints :func:`render_summary` when the session closes; ignores everything else.
-
-    console: default ``Console(stderr=True)``, so the table never mixes with the JSON lines.
-    """
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console if console is not None else Console(stderr=True)
-
-    def header(self, settings: dict) -> None:
-        """Nothing to show before the end."""
-
-    def emit(self, event: EmotionEvent) -> None:
-        """The summary is computed by the caller from all events."""
-
-    def status(self, status: RuntimeStatus) -> None:
-        """Statuses are not summarised."""
-
-    def close(self, summary: SessionSummary) -> None:
-        self.console.print(render_summary(summary))
