@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import sys
 from dataclasses import replace
 
 import pytest
@@ -12,7 +14,7 @@ from rich.console import Console
 from streamer.records import Speaker
 from streamer.sinks import DisplayState, JsonlSink, LiveDisplaySink, RunState, RuntimeStatus, render, summarize
 from streamer.sinks.colours import EMOTION_COLOURS, emotion_colour
-from streamer.sinks.display import timeline_cells
+from streamer.sinks.display import label_glyphs, timeline_cells
 from tests.test_sinks import EVENTS, STATUS, event, run_session
 
 WIDTH = 100
@@ -136,9 +138,35 @@ def test_timeline_rendered_rows():
     row_b = next(line for line in text.splitlines() if line.startswith("│ B "))
     n_cells = WIDTH - 6
     # A speaks 3.5 s of 8 s, B 2 s: cells rounded outwards at both ends of each utterance
-    assert 3.5 / 8 * n_cells <= row_a.count("█") <= 3.5 / 8 * n_cells + 6
-    assert 2.0 / 8 * n_cells <= row_b.count("█") <= 2.0 / 8 * n_cells + 2
-    assert row_a.count("█") + row_a.count("·") == n_cells
+    spoken_a, spoken_b = row_a.count("n") + row_a.count("a"), row_b.count("a")  # neutral, angry
+    assert 3.5 / 8 * n_cells <= spoken_a <= 3.5 / 8 * n_cells + 6
+    assert 2.0 / 8 * n_cells <= spoken_b <= 2.0 / 8 * n_cells + 2
+    assert spoken_a + row_a.count("·") == n_cells
+
+
+def test_timeline_tells_emotions_apart_without_colour():
+    """A's first turn is neutral, then angry: told apart by glyph, with the legend saying which."""
+    text = rendered(state_of(EVENTS))  # the capture console has no colour at all
+    row_a = next(line for line in text.splitlines() if line.startswith("│ A "))
+    assert "n" in row_a and "a" in row_a and row_a.index("n") < row_a.index("a")
+    assert "n neutral" in text and "h happy" in text and "a angry" in text
+
+
+def test_label_glyphs_are_distinct():
+    labels = ["neutral", "happy", "sad", "surprised", "angry", "annoyed", "a", "aa"]
+    glyphs = label_glyphs(labels)
+    assert glyphs["neutral"] == "n" and glyphs["sad"] == "s" and glyphs["surprised"] == "u"
+    assert len(set(glyphs.values())) == len(labels)
+
+
+def test_no_color_is_honoured(monkeypatch: pytest.MonkeyPatch):
+    """NO_COLOR (https://no-color.org) set: a terminal display without colour codes."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    console = Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system="standard")
+    console.print(render(state_of(EVENTS), WIDTH))
+    drawn = console.file.getvalue()
+    assert "\x1b[" in drawn  # still a terminal: bold, reverse, cursor control
+    assert not any(f"\x1b[{code}" in drawn for code in ("31m", "38;", "33m", "91m"))  # but no colours
 
 
 def test_lag_and_drops_are_red():
@@ -222,3 +250,23 @@ def test_the_status_line_says_when_models_are_loading():
     loading = RuntimeStatus(stream_time=0.0, lag_s=1.5, queue_depth=0, dropped_blocks=0, overflows=0,
                             state=RunState.LOADING)
     assert "loading models…  stream 0.0 s  lag 1.50 s" in rendered(state_of([], status=loading))
+
+
+def test_log_lines_while_live_go_above_the_region(capsys):
+    """A log record while the display is live prints through its console (above the region),
+    not straight to stderr (which left stale borders behind); the stderr handler comes back."""
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(stderr_handler)
+    try:
+        console = Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system=None)
+        sink = LiveDisplaySink(console, auto_refresh=False)
+        sink.header({})
+        logging.getLogger("streamer.sources").warning("recording from 'default' at 44100 Hz")
+        assert stderr_handler not in root.handlers
+        sink.close(summarize(EVENTS))
+        assert "recording from 'default' at 44100 Hz" in console.file.getvalue()
+        assert "recording from" not in capsys.readouterr().err
+        assert stderr_handler in root.handlers
+    finally:
+        root.removeHandler(stderr_handler)

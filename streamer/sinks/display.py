@@ -14,6 +14,8 @@ shows the latest utterance only. The transcript shows each utterance's own (unsm
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -30,8 +32,7 @@ from streamer.sinks.colours import emotion_colour
 from streamer.sinks.summary import SessionSummary
 
 LAG_WARN_S = 2.0  # seconds; a processing lag above this is drawn in red
-_SPOKEN = "█"  # timeline cell where the speaker talks (coloured by emotion)
-_SILENT = "·"  # timeline cell where the speaker is silent
+_SILENT = "·"  # timeline cell where the speaker is silent; a spoken cell shows its label's glyph
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,22 @@ def timeline_cells(
     return cells
 
 
+def label_glyphs(labels: Sequence[str]) -> dict[str, str]:
+    """One distinct character per label, so that the timeline reads without colour (NO_COLOR, a
+    monochrome terminal, colour blindness): the label's first letter not yet taken, else any of
+    its letters in upper case, else a digit. ``["neutral", "happy", "sad", "surprised"]`` ->
+    n, h, s, u."""
+    glyphs: dict[str, str] = {}
+    for label in labels:
+        letters = [c for c in label.lower() if c.isalpha()]
+        options = [*letters, *(c.upper() for c in letters), *"0123456789"]
+        glyphs[label] = next((c for c in options if c not in glyphs.values()), "?")
+    return glyphs
+
+
 def _timeline(state: DisplayState, width: int) -> Panel:
     n_cells = max(10, width - 6)  # panel border and padding, "A " prefix
+    glyphs = label_glyphs(state.labels)
     rows = []
     for speaker in Speaker:
         row = Text(f"{speaker.value} ")
@@ -189,10 +204,10 @@ def _timeline(state: DisplayState, width: int) -> Panel:
             if label is None:
                 row.append(_SILENT, style="dim")
             else:
-                row.append(_SPOKEN, style=emotion_colour(label))
+                row.append(glyphs[label], style=f"bold reverse {emotion_colour(label)}")
         rows.append(row)
     legend = Text("  ").join(
-        Text(f"{_SPOKEN} {label}", style=emotion_colour(label)) for label in state.labels
+        Text.assemble((glyphs[label], f"bold reverse {emotion_colour(label)}"), f" {label}") for label in state.labels
     )
     title = f"Timeline 0-{state.end_time:.0f} s ({state.end_time / n_cells:.2g} s per cell)"
     return Panel(Group(*rows, legend), title=title)
@@ -220,6 +235,11 @@ class LiveDisplaySink:
     second (the thread only reads the latest immutable snapshot); False redraws on every
     event and status instead (deterministic, for tests). ``header`` starts the display and
     ``close`` stops it, leaving the last frame on screen.
+
+    While the display is live, log records that would be written to stderr print through its
+    console instead, so they scroll above the live region. Written straight to stderr they
+    landed inside the region, which then redrew one line too low and left stale borders behind
+    (the "interrupted at ..." line after Ctrl-C, "recording from ..." at the start).
     """
 
     def __init__(
@@ -234,6 +254,8 @@ class LiveDisplaySink:
         self.state = state if state is not None else DisplayState()
         self._auto_refresh = auto_refresh
         self._closed = False
+        self._log_handler = _ConsoleLogHandler(self.console)
+        self._muted: list[logging.Handler] = []  # stderr log handlers replaced while live
         self._live = Live(
             console=self.console,
             auto_refresh=auto_refresh,
@@ -244,7 +266,7 @@ class LiveDisplaySink:
         )
 
     def header(self, settings: dict) -> None:
-        self._live.start()
+        self._start()
 
     def emit(self, event: EmotionEvent) -> None:
         self._update(self.state.with_event(event))
@@ -258,11 +280,44 @@ class LiveDisplaySink:
     def close(self, summary: SessionSummary) -> None:
         self._closed = True
         self._live.stop()
+        root = logging.getLogger()
+        root.removeHandler(self._log_handler)
+        for handler in self._muted:
+            root.addHandler(handler)
+        self._muted = []
+
+    def _start(self) -> None:
+        """Start drawing (once) and route stderr logging through the console meanwhile."""
+        if self._live.is_started:
+            return
+        root = logging.getLogger()
+        self._muted = [h for h in root.handlers if getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)]
+        for handler in self._muted:
+            root.removeHandler(handler)
+        if self._muted:
+            self._log_handler.setFormatter(self._muted[0].formatter)
+            self._log_handler.setLevel(self._muted[0].level)
+        root.addHandler(self._log_handler)
+        self._live.start()
 
     def _update(self, state: DisplayState) -> None:
         self.state = state
         if self._closed:
             return
-        self._live.start()  # no-op once started; a sink driven without header() still draws
+        self._start()  # a sink driven without header() still draws
         if not self._auto_refresh:
             self._live.refresh()
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Prints log records through a rich Console: above a live region, never through it."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(Text(self.format(record)), soft_wrap=True)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
