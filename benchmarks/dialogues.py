@@ -25,16 +25,16 @@ cross-sex and same-sex ones (:data:`VOICE_PAIRS`).
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import re
 import subprocess
+import tempfile
+import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
 from models.audio import SAMPLE_RATE
@@ -176,15 +176,31 @@ def _cycle(items: tuple[str, ...], n: int) -> list[str]:
 
 def synthesise(text: str, voice: str, rate_wpm: int, pitch: int) -> np.ndarray:
     """espeak-ng speech for ``text``: float32 [n_samples] at 16 kHz, trimmed, -3 dBFS peak."""
-    wav = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout"],
-        input=text.encode(), capture_output=True, check=True,
-    ).stdout
-    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-    audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "turn.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "-w", str(path)],
+                       input=text.encode(), capture_output=True, check=True)
+        audio, rate = read_wav(path)
+    audio = soxr.resample(audio[:, 0], rate, SAMPLE_RATE).astype(np.float32)
     loud = np.nonzero(np.abs(audio) > TRIM_FLOOR)[0]
     audio = audio[loud[0] : loud[-1] + 1] if len(loud) else audio
     return (audio * (PEAK / max(float(np.abs(audio).max()), 1e-9))).astype(np.float32)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM wav file: float32 [n_samples, channels] in [-1, 1], and its rate (Hz)."""
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, w.getnchannels())
+        return pcm.astype(np.float32) / 32768.0, w.getframerate()
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    """float32 [n_samples, channels] in [-1, 1] -> 16-bit PCM wav at 16 kHz."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(samples.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def render(corpus: str, dialogue: list[Sample], index: int, seed: int, out_dir: Path) -> Recording:
@@ -224,8 +240,8 @@ def render(corpus: str, dialogue: list[Sample], index: int, seed: int, out_dir: 
     for t in turns:
         a, b = round(t.start * SAMPLE_RATE), round(t.end * SAMPLE_RATE)
         stereo[a:b, 0 if t.speaker == "A" else 1] = mono[a:b]
-    soundfile.write(out_dir / f"{name}.wav", mono, SAMPLE_RATE, subtype="PCM_16")
-    soundfile.write(out_dir / f"{name}_stereo.wav", stereo, SAMPLE_RATE, subtype="PCM_16")
+    write_wav(out_dir / f"{name}.wav", mono[:, None])
+    write_wav(out_dir / f"{name}_stereo.wav", stereo)
     recording = Recording(corpus, name, out_dir / f"{name}.wav", out_dir / f"{name}_stereo.wav",
                           (voice_a, voice_b), kind, len(mono) / SAMPLE_RATE, tuple(turns))
     meta.write_text(json.dumps({**asdict(recording), "mono": recording.mono.name, "stereo": recording.stereo.name}, indent=1))

@@ -1,6 +1,6 @@
 """End to end from speech: rendered two-voice dialogues through the real pipeline, scored per turn.
 
-    python benchmarks/end_to_end.py                       # default: 10 dialogues per set, ~10 min
+    python benchmarks/end_to_end.py                       # default: 8 dialogues per set, ~10 min
     python benchmarks/end_to_end.py --sets meld --dialogues 30 --runs both:mono,both:stereo
     python benchmarks/end_to_end.py --asr-only --asr-reference --sets meld --config my_decoding.toml
 
@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.dialogues import SETS, Recording, render_set  # noqa: E402
+from benchmarks.dialogues import SETS, Recording, read_wav, render_set  # noqa: E402
 from benchmarks.e2e_metrics import Span, TrueTurn, aggregate, corpus_wer, score_dialogue  # noqa: E402
 from models.audio import SAMPLE_RATE  # noqa: E402
 from models.errors import UserError  # noqa: E402
@@ -218,8 +218,6 @@ def ceiling(recordings: list[Recording], checkpoint_path: str | None) -> dict:
 def asr_on_true_segments(recordings: list[Recording], settings: Settings, reference: bool) -> dict:
     """WER and ms per utterance of the pipeline's transcriber and, with ``reference``, of
     faster-whisper's standard transcribe (30 s window, beam 5), on each turn's true span."""
-    import soundfile
-
     from models.frontends.whisper import WhisperEncoder
     from streamer.transcriber import Transcriber
 
@@ -227,7 +225,7 @@ def asr_on_true_segments(recordings: list[Recording], settings: Settings, refere
     ours = Transcriber(encoder, settings.asr.decoding)
     segments, references = [], []
     for rec in recordings:
-        audio, _ = soundfile.read(rec.mono, dtype="float32")
+        audio = read_wav(rec.mono)[0][:, 0]
         for t in rec.turns:
             segments.append(audio[round(t.start * SAMPLE_RATE) : round(t.end * SAMPLE_RATE)])
             references.append(t.text)
@@ -308,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="data root (default ../shared/data)")
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
-    p.add_argument("--dialogues", type=int, default=10, help="dialogues per set (default 10)")
+    p.add_argument("--dialogues", type=int, default=8, help="dialogues per set (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=DEFAULT_RUNS, help=f"MODALITIES:LAYOUT,... (default {DEFAULT_RUNS})")
     p.add_argument("--config", type=Path, help="a settings file laid out like config.toml (e.g. [asr.decoding])")
