@@ -204,6 +204,9 @@ def measure(spec: RunSpec) -> RunResult:
     from streamer.sources import FastClock, RealTimeClock, open_file, paced
 
     torch.set_num_threads(spec.torch_threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(spec.torch_threads, user_api="blas")  # as emostream --threads does
     fast = spec.pace is Pace.FAST
     settings = load_settings(spec.config).updated({"model": {"checkpoint": spec.checkpoint}, "input": {"fast": fast}})
     source = open_file(spec.audio)
