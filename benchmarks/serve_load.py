@@ -55,8 +55,9 @@ class ClientResult:
 
     @property
     def sequence_ok(self) -> bool:
-        """session first, utterances, summary last, nothing else, closed normally."""
-        types = [r["type"] for _, r in self.records]
+        """session first, utterances, summary last, closed normally (status frames, which report
+        backpressure, may come in between and are counted apart)."""
+        types = [r["type"] for _, r in self.records if r["type"] != "status"]
         return (len(types) >= 2 and types[0] == "session" and types[-1] == "summary"
                 and all(t == "utterance" for t in types[1:-1]) and self.close_code == 1000)
 

@@ -152,6 +152,7 @@ class FileRun:
     def __init__(self, recognizer: Recognizer, path: Path) -> None:
         self.source = open_file(path)  # UserError now for a missing or non-audio file
         self.stream = Stream(recognizer, min(self.source.channels, MAX_STREAM_CHANNELS), SAMPLE_RATE)
+        self.stream.pipeline.work_ahead = False  # nobody waits for each result (as replay --fast)
         self._block_s = recognizer.settings.input.block_s
 
     def __iter__(self) -> Iterator[EmotionEvent]:
