@@ -284,11 +284,28 @@ def markdown(result: dict) -> str:
         lines += ["", "ASR on the true segments (same tiny.en weights):", "",
                   "| set | segments | ours: WER | ours: ms/utt (wall, CPU) | faster-whisper 30 s beam 5: WER | its ms/utt (wall, CPU) |",
                   "|---|---|---|---|---|---|"]
+        if len(asr_rows) > 1:
+            asr_rows.append(("all", _pooled_asr([a for _, a in asr_rows])))
         for name, a in asr_rows:
             o, ref = a["ours"], a.get("faster_whisper_beam5")
             ref_cells = f"{_f(ref['wer'], 3)} | {ref['wall_ms_per_utt']:.0f}, {ref['cpu_ms_per_utt']:.0f}" if ref else "— | —"
             lines.append(f"| {name} | {o['segments']} | {_f(o['wer'], 3)} | {o['wall_ms_per_utt']:.0f}, {o['cpu_ms_per_utt']:.0f} | {ref_cells} |")
     return "\n".join(lines)
+
+
+def _pooled_asr(per_set: list[dict]) -> dict:
+    """The ASR figures of several sets as one corpus: WER over all segments, mean ms per utterance."""
+    references = [r for a in per_set for r in a["references"]]
+    pooled = {}
+    for system in ("ours", "faster_whisper_beam5"):
+        if all(system in a for a in per_set):
+            n = [a[system]["segments"] for a in per_set]
+            pooled[system] = {
+                "wer": corpus_wer(references, [h for a in per_set for h in a[system]["hypotheses"]]),
+                "segments": sum(n),
+                **{k: float(np.average([a[system][k] for a in per_set], weights=n)) for k in ("wall_ms_per_utt", "cpu_ms_per_utt")},
+            }
+    return pooled
 
 
 def _machine() -> str:
@@ -320,11 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace and report speech end -> event delay (slow)")
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "e2e" / "renders", help="where renders are cached")
     p.add_argument("--name", default="latest", help="JSON goes to runs/e2e/NAME.json")
+    p.add_argument("--show", type=Path, metavar="JSON", help="print the tables of an earlier run's JSON and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.show:
+        result = json.loads(args.show.read_text())
+        print(markdown(result))
+        print(f"\n{result['command']} | commit {result['commit']} | {result['machine_at_end']}")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per transcribe call
     try:
