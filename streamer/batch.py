@@ -35,6 +35,7 @@ import signal
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -185,17 +186,25 @@ def _score_in_worker(path: str) -> Outcome:
 
 
 def on_processes(paths: list[Path], settings: Settings, workers: int, threads: int) -> Iterator[Outcome]:
-    """Outcomes as they finish, from ``workers`` local processes (spawned: no forked torch state)."""
+    """Outcomes as they finish, from ``workers`` local processes (spawned: no forked torch state).
+
+    Interrupted (Ctrl-C, SIGTERM, the caller stopping), it kills the workers instead of waiting
+    for the recordings in progress: their outputs were not written, so a rerun does them again.
+    """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(settings, threads)) as pool:
-        futures = [pool.submit(_score_in_worker, str(p)) for p in paths]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(settings, threads))
+    futures = [pool.submit(_score_in_worker, str(p)) for p in paths]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool:
+        raise UserError("a batch worker process died (see the messages above); finished outputs are kept") from None
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in multiprocessing.active_children():
+            process.kill()
+        raise
+    pool.shutdown()
 
 
 def on_ray(paths: list[Path], settings: Settings, workers: int, threads: int, address: str) -> Iterator[Outcome]:
