@@ -14,7 +14,7 @@ from streamer.config import load_settings
 from streamer.errors import UserError
 from streamer.records import SAMPLE_RATE
 
-from .conftest import EXAMPLES, run_emostream, write_audio
+from .conftest import EXAMPLES, run_emostream, start_emostream, write_audio
 
 
 def without_latency(record: dict) -> dict:
@@ -127,3 +127,24 @@ def test_ray_gives_the_same_events(first_run, recordings: list[Path], tmp_path: 
     for name in ("dialogue.jsonl", "short.jsonl"):
         ours = [without_latency(r) for r in lines(tmp_path / name)]
         assert ours == [without_latency(r) for r in lines(out / name)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_once(recordings: list[Path], tmp_path: Path) -> None:
+    """Ctrl-C while the workers load or score: exit 130 within seconds, no traceback, and no
+    half-written output (what is unfinished is done by the next run)."""
+    import signal
+    import time
+
+    batch = start_emostream("batch", *recordings[:2], "--out", tmp_path, "--workers", "2")
+    for line in batch.stderr:
+        if "worker process(es)" in line:
+            break
+    time.sleep(2)
+    batch.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    code = batch.wait(timeout=60)
+    stderr = batch.stderr.read()
+    assert code == 130 and time.monotonic() - started < 20
+    assert "Traceback" not in stderr and "emostream: interrupted" in stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
