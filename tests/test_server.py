@@ -216,3 +216,20 @@ def test_partials_on_request(recognizer: Recognizer, example_bytes: bytes, refer
         assert [strip(r) for r in records if r["type"] == "utterance"] == reference
 
     serve(recognizer, test)
+
+
+def test_oversized_frames_are_refused(recognizer: Recognizer) -> None:
+    async def test(client: TestClient) -> None:
+        async with client.ws_connect("/v1/stream") as ws:
+            await ws.receive()  # session
+            await ws.send_bytes(bytes(2 * 1024 * 1024))  # 2 MiB: over max_frame_bytes (1 MiB)
+            async for _ in ws:
+                pass
+        assert ws.close_code == 1009
+        for _ in range(50):
+            if (await (await client.get("/healthz")).json())["streams"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (await (await client.get("/healthz")).json())["streams"] == 0
+
+    serve(recognizer, test)
