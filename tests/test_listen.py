@@ -59,7 +59,7 @@ def test_listen_hears_the_played_dialogue_also_while_loading(
     err = "".join(err_lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    assert err.index("loading models") < err.index("recording from") < err.index("models loaded")
+    assert err.index("recording from") < err.index("loading models") < err.index("models loaded")
     heard_while_loading = float(re.search(r"processing the ([0-9.]+) s of audio heard meanwhile", err).group(1))
 
     records = json_lines(out)

@@ -11,7 +11,8 @@ Frames sent besides the CLI's schema (``session``, ``utterance``, ``summary``, a
 the client asked with ``?partials=1``; skipped while audio is waiting, as the CLI skips them when behind):
 
 - ``{"type": "status", "schema": 1, "stream_time": s, "queued_s": s, "warning": …}`` when the
-  stream's queue is full: processing is behind and the server stops reading until it catches up;
+  stream's queue is full (at most one a second): processing is behind and the server stops reading
+  until it catches up;
 - ``{"type": "error", "schema": 1, "message": …}`` before a close with a code other than 1000:
   1003 unsupported data (a text frame that is not ``{"type": "end"}``),
   1008 policy (bad query parameters), 1011 internal error, 1013 too many streams.
@@ -25,6 +26,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
@@ -41,6 +43,7 @@ from .audio_queue import AudioQueue
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+STATUS_EVERY_S = 1.0  # wall seconds between two backpressure status frames of one stream
 
 
 class CloseCode(IntEnum):
@@ -217,10 +220,16 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def read_audio(ws: web.WebSocketResponse, queue: AudioQueue, stream: Stream, bytes_per_s: int) -> None:
-    """Queue binary frames until ``{"type": "end"}`` or the client leaves; BadRequest on a bad frame."""
+    """Queue binary frames until ``{"type": "end"}`` or the client leaves; BadRequest on a bad frame.
+
+    While the queue is full, a status frame says so at most every STATUS_EVERY_S of wall time.
+    """
+    last_status = float("-inf")
     async for msg in ws:
         if msg.type == WSMsgType.BINARY:
-            if queue.queued_bytes + len(msg.data) > queue.max_bytes:
+            full = queue.queued_bytes + len(msg.data) > queue.max_bytes
+            if full and time.monotonic() - last_status >= STATUS_EVERY_S:
+                last_status = time.monotonic()
                 await send(ws, {
                     "type": "status", "schema": JSON_SCHEMA_VERSION,
                     "stream_time": round(stream.stream_time, 3),
