@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import logging
 import os
@@ -372,14 +373,19 @@ def run_listen(args: argparse.Namespace) -> int:
         settings.input.channels, settings.input.block_s, settings.input.queue_blocks,
     )
     settings.check_devices()
-    pipeline = _load_pipeline(args, settings, settings.input.channels)  # the input opens meanwhile
     from .session import run_session
     from .sinks.base import RunState
 
     sinks, _ = _sinks(args)
+    blocks = mic.blocks()
     try:
+        # The input first ("recording from", its first block), then the models in the background:
+        # importing torch in a thread while the input opens slowed the opening by ~0.5 s.
+        first = next(blocks, None)  # None: the input ended at once (run_session reports nothing)
+        pipeline = _load_pipeline(args, settings, settings.input.channels)
         result = run_session(
-            mic.blocks(), pipeline, sinks, settings, RunState.LISTENING, speed=1.0,
+            itertools.chain([first] if first is not None else [], blocks), pipeline, sinks, settings,
+            RunState.LISTENING, speed=1.0,
             input_health=lambda: (mic.queue_depth, mic.dropped_blocks, sum(mic.status_counts.values())),
         )
     finally:
