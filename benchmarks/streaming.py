@@ -277,11 +277,12 @@ def cold_start_table(starts: list[ColdStart], loads: list[str]) -> str:
     return table(["start", "to \"recording from\" s", "to \"models loaded\" s", "load average before"], rows)
 
 
-def repeat_wav(src: Path, dst: Path, minutes: float) -> int:
-    """Write src repeated back to back until it lasts at least `minutes`; returns the repetitions."""
+def repeat_wav(src: Path, dst: Path, minutes: float = 0.0, times: int | None = None) -> int:
+    """Write src repeated back to back `times` times, or until it lasts at least `minutes`;
+    returns the repetitions."""
     with wave.open(str(src)) as w:
         params, frames = w.getparams(), w.readframes(w.getnframes())
-    reps = max(1, math.ceil(minutes * 60 * params.framerate / params.nframes))
+    reps = times if times is not None else max(1, math.ceil(minutes * 60 * params.framerate / params.nframes))
     with wave.open(str(dst), "wb") as out:
         out.setparams(params)
         for _ in range(reps):
@@ -424,6 +425,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="settings laid out like config.toml (e.g. [speakers] feature)")
     parser.add_argument("--audio", type=Path, default=EXAMPLE, help="the recording to replay")
     parser.add_argument("--minutes", type=float, default=31.0, help="length of the long run; 0 skips it")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="play --audio this many times back to back in the fast and real-time runs (more events)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (as emostream --threads)")
     parser.add_argument("--cold-starts", type=int, default=3,
@@ -442,8 +445,13 @@ def main() -> None:
         log.info("  %.1f s of audio in %.1f s", result.audio_s, result.wall_s)
         return result
 
-    runs = [run(RunSpec(f"{args.audio.name}, {pace.value}", args.audio, pace, args.checkpoint, args.config, args.threads))
-            for pace in (Pace.FAST, Pace.REAL_TIME)]
+    with tempfile.TemporaryDirectory() as tmp:
+        audio, name = args.audio, args.audio.name
+        if args.repeat > 1:
+            audio, name = Path(tmp) / "repeated.wav", f"{args.audio.name} x{args.repeat}"
+            repeat_wav(args.audio, audio, times=args.repeat)
+        runs = [run(RunSpec(f"{name}, {pace.value}", audio, pace, args.checkpoint, args.config, args.threads))
+                for pace in (Pace.FAST, Pace.REAL_TIME)]
     long_run = None
     if args.minutes > 0:
         with tempfile.TemporaryDirectory() as tmp:
