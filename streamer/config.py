@@ -175,6 +175,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "asr.decoding.max_tokens": ((lambda v: 1 <= v <= WHISPER_MAX_TOKENS), f"between 1 and {WHISPER_MAX_TOKENS}"),
     "asr.decoding.repetition_penalty": ((lambda v: v > 0), "> 0 (1 = no penalty)"),
     "asr.decoding.no_repeat_ngram_size": ((lambda v: v >= 0), ">= 0 (0 = off)"),
+    "asr.decoding.fallback_beam_size": ((lambda v: 0 <= v <= 20), "between 0 and 20 (0 = off)"),
+    "asr.decoding.fallback_logprob": ((lambda v: v <= 0), "<= 0 (a mean log-probability)"),
     "asr.decoding.no_speech_threshold": ((lambda v: 0 <= v <= 1), "between 0 and 1 (a probability)"),
     "asr.decoding.logprob_threshold": ((lambda v: v <= 0), "<= 0 (a mean log-probability)"),
     "asr.decoding.compression_ratio_threshold": ((lambda v: v > 0), "> 0"),

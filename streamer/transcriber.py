@@ -28,13 +28,18 @@ class TranscriberConfig:
     (0 = off; 3 was worse than the penalty alone). no_speech_threshold: drop the text when
     P(no speech) exceeds this *and* the mean token log-probability is below
     ``logprob_threshold``; compression_ratio_threshold: drop text that zlib compresses better
-    than this (repetition loops).
+    than this (repetition loops). fallback_beam_size / fallback_logprob: beam search only where
+    greedy looks unsure (mean log-probability below fallback_logprob, or a loop); 5 / -0.8 matched
+    faster-whisper's 30 s beam-5 WER on the benchmark's true segments at +14 % decoding CPU, and
+    ``beam_size = 5`` beat it at +30 % (docs/benchmarks.md); off by default to keep latency low.
     """
 
     beam_size: int = 1
     max_tokens: int = 224  # hard cap; also at most 16 + 12 per second of audio (bounds a loop)
     repetition_penalty: float = 1.1
     no_repeat_ngram_size: int = 0
+    fallback_beam_size: int = 0  # > beam_size: decode again with this beam when the first pass looks unsure
+    fallback_logprob: float = -0.6  # ... i.e. its mean token log-probability is below this, or it loops
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -65,16 +70,27 @@ class Transcriber:
         """The ASR model, device and compute type (into every event)."""
         return {"model": self.encoder.name, "device": self.encoder.device, "compute_type": self.encoder.compute_type}
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s)."""
-        encoded = self.encoder.encode(audio)
-        result = self.encoder.whisper.model.generate(
-            encoded.output, [self.prompt], beam_size=self.config.beam_size,
-            max_length=min(self.config.max_tokens, 16 + int(12 * len(audio) / SAMPLE_RATE)), return_scores=True, return_no_speech_prob=True,
+    def _decode(self, output: object, audio_s: float, beam_size: int):
+        """One decoding of the encoder output (a CTranslate2 WhisperGenerationResult)."""
+        return self.encoder.whisper.model.generate(
+            output, [self.prompt], beam_size=beam_size,
+            max_length=min(self.config.max_tokens, 16 + int(12 * audio_s)), return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1],
             repetition_penalty=self.config.repetition_penalty, no_repeat_ngram_size=self.config.no_repeat_ngram_size,
         )[0]
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s)."""
+        encoded = self.encoder.encode(audio)
+        audio_s = len(audio) / SAMPLE_RATE
+        result = self._decode(encoded.output, audio_s, self.config.beam_size)
         text = self.tokenizer.decode(result.sequences_ids[0]).strip()
+        if self.config.fallback_beam_size > self.config.beam_size and (
+            (result.scores[0] if result.scores else 0.0) < self.config.fallback_logprob
+            or compression_ratio(text) > self.config.compression_ratio_threshold
+        ):
+            result = self._decode(encoded.output, audio_s, self.config.fallback_beam_size)
+            text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         avg_logprob = float(result.scores[0]) if result.scores else 0.0
         silent = result.no_speech_prob > self.config.no_speech_threshold and avg_logprob < self.config.logprob_threshold
         looping = compression_ratio(text) > self.config.compression_ratio_threshold

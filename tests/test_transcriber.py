@@ -73,6 +73,19 @@ def test_without_the_penalty_the_same_audio_loops(encoder):
     assert words(Transcriber(encoder).transcribe(audio).text) == ["who", "was", "that"]
 
 
+@pytest.mark.slow
+@needs_espeak
+def test_fallback_decodes_again_with_the_beam(encoder):
+    """An always-triggered fallback (threshold 0) gives what beam search alone gives."""
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    audio = synthesise("Well, that's too far. Can you change some money for me?", "en-gb", 180, 50)
+    beam = Transcriber(encoder, TranscriberConfig(beam_size=5)).transcribe(audio)
+    fallback = Transcriber(encoder, TranscriberConfig(fallback_beam_size=5, fallback_logprob=0.0)).transcribe(audio)
+    assert fallback.text == beam.text and fallback.avg_logprob == beam.avg_logprob
+
+
 def test_compression_ratio_flags_long_loops_only():
     assert compression_ratio("what " * 30) > TranscriberConfig().compression_ratio_threshold
     assert compression_ratio("Who was that? Who was that? Who was that?") < TranscriberConfig().compression_ratio_threshold
