@@ -1,10 +1,11 @@
 """Speaker attribution on mono two-party dialogues: accuracy per voice print, as markdown.
 
     python benchmarks/speaker_attribution.py [--emodb DIR] [--turevdb DIR] [--seeds 3] [--turns 20]
+                                             [--cache runs/speaker_prints.npz]
 
 Test dialogues, each utterance fed in order to a fresh attributor (``streamer.speakers``):
 
-- espeak-ng: five voice pairs, one synthesized turn per utterance, random pitch (-p 40..60) and
+- espeak-ng: six voice pairs, one synthesized turn per utterance, random pitch (-p 40..60) and
   rate (-s 150..190 wpm) per turn so that a voice is not bit-identical from turn to turn.
 - EmoDB (German, real actors, 10 speakers): every speaker pair, clips interleaved into a
   pseudo-dialogue. The clips are acted emotions (anger to sadness) of one 2 s sentence each:
@@ -15,6 +16,11 @@ Test dialogues, each utterance fed in order to a fresh attributor (``streamer.sp
 Turns alternate with probability P_SWITCH (so a speaker sometimes talks twice in a row). Metric:
 share of utterances attributed correctly under the better of the two labelings (A/B swap).
 "One speaker": streams of a single EmoDB speaker; share kept on A (1.0 = never invents a B).
+Speaker verification: EER and ROC AUC of same- versus different-speaker pairs of clips, scored by
+cosine similarity (CAM++) or negative distance (the hand-made prints).
+
+Voice prints are the expensive part (Whisper encoder and CAM++ passes); ``--cache`` keeps them in
+an .npz file between runs (delete it when a voice print changes).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import soxr
+import torch
+from sklearn.metrics import roc_auc_score, roc_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +50,7 @@ from models.frontends.whisper import WhisperEncoder  # noqa: E402
 from streamer.records import SAMPLE_RATE, Speaker, Utterance  # noqa: E402
 from streamer.speakers import (  # noqa: E402
     DEFAULT_NEW_SPEAKER_DISTANCE,
+    EmbeddingClustering,
     SpeakerAttributor,
     SpeakerConfig,
     SpeakerMode,
@@ -52,10 +62,13 @@ from streamer.speakers import (  # noqa: E402
 
 log = logging.getLogger("speaker_attribution")
 
+COST_CLIPS = 60  # espeak-ng turns timed end to end (embedding + clustering)
 P_SWITCH = 0.7  # probability that the next turn is the other speaker's
 EMODB_MALE = {"03", "10", "11", "12", "15"}  # EmoDB's documentation; the others are female
+ESPEAK_SAME_SEX = {("en-gb", "en-us+m3"), ("en-us+f2", "en-us+f4"), ("en-us+m1", "en-us+m7"), ("en-gb-scotland", "en-us+klatt")}
 ESPEAK_PAIRS = [
     ("en-us", "en-us+f3"),  # male / female
+    ("en-us", "en-gb+f3"),  # male / female, two accents (the pair of issue 9)
     ("en-gb", "en-us+m3"),  # male / male, two accents
     ("en-us+f2", "en-us+f4"),  # female / female
     ("en-us+m1", "en-us+m7"),  # male / male
@@ -83,8 +96,9 @@ SENTENCES = [
     "The quarterly budget review with the whole department, from nine until eleven thirty.",
     "Ouch.",
 ]
-FEATURES = [VoiceFeature.PITCH, VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC, VoiceFeature.ENCODER]
+FEATURES = [VoiceFeature.CAMPPLUS, VoiceFeature.PITCH, VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC, VoiceFeature.ENCODER]
 SWEEP = {  # new-speaker distances tried on the development set, voice-print units
+    VoiceFeature.CAMPPLUS: (0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     VoiceFeature.PITCH: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
     VoiceFeature.MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
     VoiceFeature.PITCH_MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
@@ -102,9 +116,30 @@ class Clip:
     prints: dict[VoiceFeature, np.ndarray]
 
 
-def make_clip(speaker: str, audio: np.ndarray, encoder: WhisperEncoder) -> Clip:
-    states = encoder.encode(audio).states  # [n_frames, 384]
-    return Clip(speaker, audio, {f: voice_print(f, audio, states) for f in VoiceFeature})
+class PrintCache:
+    """Voice prints by clip key, optionally kept in an .npz file (no pickle) between runs."""
+
+    def __init__(self, path: Path | None, features: list[VoiceFeature]) -> None:
+        self.path = path
+        self.features = features
+        self.prints: dict[str, np.ndarray] = dict(np.load(path)) if path and path.exists() else {}
+        self._encoder: WhisperEncoder | None = None
+
+    def clip(self, key: str, speaker: str, audio: np.ndarray) -> Clip:
+        """The clip with every voice print, computed for what the cache lacks."""
+        missing = [f for f in self.features if f"{key}|{f.value}" not in self.prints]
+        states = None
+        if VoiceFeature.ENCODER in missing:
+            self._encoder = self._encoder or WhisperEncoder(compute_type="int8")
+            states = self._encoder.encode(audio).states  # [n_frames, 384]
+        for f in missing:
+            self.prints[f"{key}|{f.value}"] = voice_print(f, audio, states)
+        return Clip(speaker, audio, {f: self.prints[f"{key}|{f.value}"] for f in self.features})
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.path, **self.prints)
 
 
 Dialogue = list[Clip]
@@ -141,7 +176,7 @@ def feed(attributor: SpeakerAttributor, dialogue: Dialogue) -> list[Speaker]:
 def attribute(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
     """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
     attributor = make_attributor(config)
-    if isinstance(attributor, VoiceClustering):
+    if isinstance(attributor, (VoiceClustering, EmbeddingClustering)):
         return [attributor.assign_print(clip.prints[config.feature]) for clip in dialogue]
     return feed(attributor, dialogue)
 
@@ -192,7 +227,7 @@ def synthesize(voice: str, text: str, rng: np.random.Generator, folder: Path) ->
     return trim(read_wav(path))
 
 
-def espeak_dialogues(encoder: WhisperEncoder, n_turns: int, seed: int) -> dict[tuple[str, str], Dialogue]:
+def espeak_dialogues(cache: PrintCache, n_turns: int, seed: int) -> dict[tuple[str, str], Dialogue]:
     """One synthesized dialogue per voice pair; turn i speaks SENTENCES[i % 20]."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -201,16 +236,16 @@ def espeak_dialogues(encoder: WhisperEncoder, n_turns: int, seed: int) -> dict[t
             dialogue = []
             for i, voice in enumerate(speaker_sequence(rng, a, b, n_turns)):
                 audio = synthesize(voice, SENTENCES[(seed + i) % len(SENTENCES)], rng, Path(tmp))
-                dialogue.append(make_clip(voice, audio, encoder))
+                dialogue.append(cache.clip(f"espeak:{seed}:{a}:{b}:{i}", voice, audio))
             out[(a, b)] = dialogue
     return out
 
 
-def load_corpus(paths: Iterable[Path], speaker_of, encoder: WhisperEncoder) -> list[Clip]:
+def load_corpus(paths: Iterable[Path], speaker_of, cache: PrintCache, corpus: str) -> list[Clip]:
     """Clips of wav files; speaker_of(path) -> speaker id."""
     clips = []
     for path in sorted(paths):
-        clips.append(make_clip(speaker_of(path), trim(read_wav(path)), encoder))
+        clips.append(cache.clip(f"{corpus}:{path.parent.name}/{path.name}", speaker_of(path), trim(read_wav(path))))
     return clips
 
 
@@ -218,9 +253,11 @@ def voice_config(feature: VoiceFeature, distance: float | None = None) -> Speake
     return SpeakerConfig(mode=SpeakerMode.VOICE, feature=feature, new_speaker_distance=distance)
 
 
-POLICIES = {"single (all A; chance baseline)": SpeakerConfig(mode=SpeakerMode.SINGLE)} | {
-    f"voice: {f.value}": voice_config(f) for f in FEATURES
-}
+def policies(features: list[VoiceFeature]) -> dict[str, SpeakerConfig]:
+    """The chance baseline and one voice policy per feature, at its default distance."""
+    return {"single (all A; chance baseline)": SpeakerConfig(mode=SpeakerMode.SINGLE)} | {
+        f"voice: {f.value}": voice_config(f) for f in features
+    }
 
 
 def mean_accuracy(dialogues: Iterable[Dialogue], config: SpeakerConfig) -> float:
@@ -229,6 +266,27 @@ def mean_accuracy(dialogues: Iterable[Dialogue], config: SpeakerConfig) -> float
 
 def share_on_a(streams: Iterable[Dialogue], config: SpeakerConfig) -> float:
     return float(np.mean([np.mean([s is Speaker.A for s in attribute(d, config)]) for d in streams]))
+
+
+def verification(clips: list[Clip], feature: VoiceFeature) -> tuple[float, float]:
+    """Equal error rate and ROC AUC over all pairs of clips: same speaker or not.
+
+    Score: cosine similarity for CAM++ (unit embeddings), else minus the Euclidean distance (an
+    unknown F0 takes the corpus median).
+    """
+    prints = np.stack([c.prints[feature] for c in clips])  # [n, dim]
+    prints = np.where(np.isnan(prints), np.nanmedian(prints, axis=0), prints)
+    if feature is VoiceFeature.CAMPPLUS:
+        scores = prints @ prints.T
+    else:
+        squared = (prints**2).sum(axis=1)
+        scores = -np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * prints @ prints.T, 0.0))
+    upper = np.triu_indices(len(clips), 1)
+    speakers = np.array([c.speaker for c in clips])
+    same = (speakers[:, None] == speakers[None, :])[upper]
+    fpr, tpr, _ = roc_curve(same, scores[upper])
+    eer = float(fpr[np.argmin(np.abs(1.0 - tpr - fpr))])
+    return eer, float(roc_auc_score(same, scores[upper]))
 
 
 def row(cells: Iterable[object]) -> str:
@@ -242,20 +300,29 @@ def main() -> None:
     parser.add_argument("--turevdb", type=Path, default=shared / "turevdb", help="TurEV-DB folder")
     parser.add_argument("--seeds", type=int, default=3, help="dialogues per pair")
     parser.add_argument("--turns", type=int, default=20, help="utterances per dialogue")
+    parser.add_argument("--cache", type=Path, help="keep voice prints in this .npz file between runs")
+    parser.add_argument("--features", default=",".join(f.value for f in FEATURES),
+                        help="comma-separated voice prints to compare (default: all; encoder is the slow one)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady timings on a shared machine)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for path in (args.emodb, args.turevdb):
         if not path.is_dir():
             parser.error(f"{path} is not a folder")
 
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    encoder = WhisperEncoder(compute_type="int8")
+    features = [VoiceFeature(f) for f in args.features.split(",")]
+    if SpeakerConfig().feature not in features:
+        parser.error(f"--features must include the default, {SpeakerConfig().feature.value}")
+    cache = PrintCache(args.cache, features)
     seeds = range(args.seeds)
     log.info("synthesizing espeak-ng dialogues")
-    espeak = [espeak_dialogues(encoder, args.turns, s) for s in seeds]
-    log.info("encoding EmoDB and TurEV-DB")
-    emodb = load_corpus(args.emodb.glob("*.wav"), lambda p: p.name[:2], encoder)
-    turev = load_corpus(args.turevdb.glob("*/*.wav"), lambda p: p.name.split("_")[0], encoder)
+    espeak = [espeak_dialogues(cache, args.turns, s) for s in seeds]
+    log.info("voice prints of EmoDB and TurEV-DB")
+    emodb = load_corpus(args.emodb.glob("*.wav"), lambda p: p.name[:2], cache, "emodb")
+    turev = load_corpus(args.turevdb.glob("*/*.wav"), lambda p: p.name.split("_")[0], cache, "turevdb")
+    cache.save()
     emodb_pairs = list(itertools.combinations(sorted({c.speaker for c in emodb}), 2))
     turev_pairs = list(itertools.combinations(sorted({c.speaker for c in turev}), 2))
     emodb_d = [corpus_dialogues(emodb, emodb_pairs, args.turns, s) for s in seeds]
@@ -271,14 +338,15 @@ def main() -> None:
 
     print(f"### Accuracy (under A/B swap), {args.seeds} dialogues x {args.turns} turns per pair\n")
     header = [f"{a} / {b}" for a, b in ESPEAK_PAIRS] + [
-        "espeak all", "EmoDB cross-sex (25)", "EmoDB same-sex (20)", "EmoDB all (45)",
+        "espeak same-sex (4)", "espeak all", "EmoDB cross-sex (25)", "EmoDB same-sex (20)", "EmoDB all (45)",
         "TurEV-DB (dev, 15)", "one speaker: on A (EmoDB)",
     ]  # fmt: skip
     print(row(["policy"] + header))
     print(row(["---"] * (len(header) + 1)))
-    for name, config in POLICIES.items():
+    for name, config in policies(features).items():
         cells = [mean_accuracy(of_pairs(espeak, lambda p, q=pair: p == q), config) for pair in ESPEAK_PAIRS]
         cells += [
+            mean_accuracy(of_pairs(espeak, lambda p: p in ESPEAK_SAME_SEX), config),
             mean_accuracy(of_pairs(espeak, lambda p: True), config),
             mean_accuracy(of_pairs(emodb_d, cross_sex), config),
             mean_accuracy(of_pairs(emodb_d, lambda p: not cross_sex(p)), config),
@@ -302,8 +370,8 @@ def main() -> None:
 
     print("\n### New-speaker distance sweep: dialogue accuracy / one speaker kept on A")
     print("(defaults in bold, chosen on TurEV-DB: the best dialogue accuracy there)\n")
-    print(row(["feature", "corpus"] + [f"distance #{k + 1}" for k in range(len(SWEEP[FEATURES[0]]))]))
-    print(row(["---"] * (2 + len(SWEEP[FEATURES[0]]))))
+    print(row(["feature", "corpus"] + [f"distance #{k + 1}" for k in range(len(SWEEP[features[0]]))]))
+    print(row(["---"] * (2 + len(SWEEP[features[0]]))))
     espeak_mono = [
         [c for run in espeak for d in run.values() for c in d if c.speaker == voice][: args.turns]
         for voice in sorted({v for pair in ESPEAK_PAIRS for v in pair})
@@ -313,7 +381,7 @@ def main() -> None:
         "EmoDB": (of_pairs(emodb_d, lambda p: True), emodb_mono),
         "espeak-ng": (of_pairs(espeak, lambda p: True), espeak_mono),
     }
-    for feature in FEATURES:
+    for feature in features:
         for corpus, (dialogues, streams) in corpora.items():
             cells = []
             for distance in SWEEP[feature]:
@@ -323,13 +391,39 @@ def main() -> None:
                 cells.append(f"{mark}{distance:g}: {acc:.3f} / {on_a:.2f}{mark}")
             print(row([feature.value, corpus] + cells))
 
-    clips = [c for run in espeak for d in run.values() for c in d]
+    print("\n### Speaker verification: same- vs different-speaker clip pairs, EER / ROC AUC\n")
+    print(row(["voice print", "EmoDB (test)", "TurEV-DB (dev)"]))
+    print(row(["---"] * 3))
+    for feature in features:
+        cells = [f"{eer:.3f} / {auc:.3f}" for eer, auc in (verification(emodb, feature), verification(turev, feature))]
+        print(row([feature.value] + cells))
+
+    print("\n### Turn lengths (s): median [5th-95th percentile]\n")
+    for corpus, clips in {"espeak-ng": [c for r in espeak for d in r.values() for c in d], "EmoDB": emodb, "TurEV-DB": turev}.items():
+        lengths = np.array([len(c.audio) / SAMPLE_RATE for c in clips])
+        print(f"- {corpus}: {np.median(lengths):.2f} [{np.percentile(lengths, 5):.2f}-{np.percentile(lengths, 95):.2f}]")
+
+    print("\n### Cost per utterance, default policy (ms, this machine)\n")
+    clips = [c for run in espeak for d in run.values() for c in d][:COST_CLIPS]
     t = time.perf_counter()
     feed(make_attributor(default), clips)
     per_utt = (time.perf_counter() - t) / len(clips) * 1e3
     seconds = sum(len(c.audio) for c in clips) / SAMPLE_RATE / len(clips)
-    print(f"\nDefault policy cost: {per_utt:.2f} ms per utterance (mean {seconds:.1f} s of audio), "
-          f"on this machine. Benchmark wall time {time.perf_counter() - t0:.0f} s.")
+    long_stream = [emodb[i % len(emodb)] for i in range(EmbeddingClustering.MAX_HISTORY)]
+    clustering = make_attributor(default)
+    t = time.perf_counter()
+    for clip in long_stream:
+        clustering.assign_print(clip.prints[default.feature])
+    cluster_ms = (time.perf_counter() - t) / len(long_stream) * 1e3
+    t = time.perf_counter()
+    clustering.assign_print(long_stream[0].prints[default.feature])
+    full_ms = (time.perf_counter() - t) * 1e3
+    print(f"- embedding + clustering, {len(clips)} espeak-ng turns of mean {seconds:.1f} s: {per_utt:.1f} ms per utterance "
+          f"({args.threads} torch thread{'s' if args.threads > 1 else ''})")
+    print(f"- clustering alone: {cluster_ms:.2f} ms per utterance over a {len(long_stream)}-utterance stream, "
+          f"{full_ms:.2f} ms with the history full")
+    print(f"- load average (uptime): {' '.join(f'{x:.2f}' for x in os.getloadavg())}; benchmark wall time "
+          f"{time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

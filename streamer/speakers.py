@@ -170,7 +170,7 @@ class VoiceFeature(str, Enum):
 # accuracy on TurEV-DB (benchmarks/speaker_attribution.py sweeps it). Low values favour opening B
 # early; the price is that a one-speaker stream gets split (use SpeakerMode.SINGLE for that).
 DEFAULT_NEW_SPEAKER_DISTANCE = {
-    VoiceFeature.CAMPPLUS: 0.5,  # cosine distance (1 - cos) between the two groups' mean embeddings
+    VoiceFeature.CAMPPLUS: 0.4,  # cosine distance (1 - cos) of the groups' mean embeddings, see EmbeddingClustering
     VoiceFeature.PITCH: 0.5,
     VoiceFeature.MFCC: 1.5,
     VoiceFeature.PITCH_MFCC: 1.5,
@@ -335,9 +335,10 @@ class EmbeddingClustering:
     Every utterance's embedding is kept (the last MAX_HISTORY). After each utterance the whole
     history is split in two by spherical 2-means on cosine similarity (``two_means``). The split
     stands for two speakers when the cosine distance between the two groups' mean directions
-    exceeds ``new_speaker_distance``, and, while only one utterance stands apart, by
-    SINGLETON_MARGIN more (the minimum-evidence rule: one odd utterance is weak evidence of a
-    second voice). Otherwise there is one speaker, A.
+    exceeds ``new_speaker_distance + EVIDENCE_DISTANCE / sqrt(m)``, m the size of the smaller
+    group (the minimum-evidence rule: the mean of few utterances is noisy, and 2-means finds
+    a gap even in one voice; with one utterance apart the bar is 0.7, with nine 0.5). Otherwise
+    there is one speaker, A.
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
     speakers already emitted wins (a tie: the group of the first utterance is A). The new
@@ -347,7 +348,7 @@ class EmbeddingClustering:
     """
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
-    SINGLETON_MARGIN = 0.2  # extra cosine distance needed while B would hold a single utterance (TurEV-DB)
+    EVIDENCE_DISTANCE = 0.3  # cosine distance; with new_speaker_distance chosen on TurEV-DB
 
     def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """embed: float32 audio [n_samples] at 16 kHz -> unit embedding [dim]; None loads CAM++
@@ -383,7 +384,7 @@ class EmbeddingClustering:
         if n < 2 or side.all() or not side.any():
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
-        needed = self.new_speaker_distance + (self.SINGLETON_MARGIN if min(side.sum(), n - side.sum()) == 1 else 0.0)
+        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(min(side.sum(), n - side.sum()))
         if 1.0 - float(centroids[0] @ centroids[1]) <= needed:
             return np.zeros(n, bool)
         if side[0]:

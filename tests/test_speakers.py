@@ -224,7 +224,7 @@ def test_a_wrong_early_guess_is_corrected_by_later_evidence():
     """An odd utterance of A opens B too early; once the real B has spoken, the same odd voice
     goes to A (the history is re-clustered), where the centroid-following policy keeps it on B."""
     rng = np.random.default_rng(3)
-    odd_a = 0.3 * basis(0) + np.sqrt(1 - 0.3**2) * basis(2)  # cosine distance 0.7 from A's centre
+    odd_a = 0.2 * basis(0) + np.sqrt(1 - 0.2**2) * basis(2)  # cosine distance 0.8 from A's centre
     clustering = EmbeddingClustering(0.4)
     assert clustering.assign_print(basis(0)) is Speaker.A
     assert clustering.assign_print(odd_a) is Speaker.B  # the wrong early guess
@@ -235,7 +235,7 @@ def test_a_wrong_early_guess_is_corrected_by_later_evidence():
 
 
 def test_one_odd_utterance_is_not_enough_to_open_b():
-    """The minimum-evidence rule: a lone utterance needs SINGLETON_MARGIN more distance."""
+    """The minimum-evidence rule: a lone utterance needs EVIDENCE_DISTANCE more distance."""
     slightly_odd = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.5)
     assert [clustering.assign_print(v) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
