@@ -39,7 +39,7 @@ class TranscriberConfig:
     repetition_penalty: float = 1.1
     no_repeat_ngram_size: int = 0
     fallback_beam_size: int = 0  # > beam_size: decode again with this beam when the first pass looks unsure
-    fallback_logprob: float = -0.6  # ... i.e. its mean token log-probability is below this, or it loops
+    fallback_logprob: float = -0.8  # ... i.e. its mean token log-probability is below this, or it loops
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
