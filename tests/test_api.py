@@ -92,15 +92,18 @@ def test_stream_errors(recognizer: Recognizer) -> None:
         recognizer.replay(ROOT / "no-such-file.wav")
 
 
-def test_readme_example_runs_as_written() -> None:
-    """The first Python block under "## Python API" in README.md, run from the repository root."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Python API", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=600)
+def test_readme_examples_run_as_written() -> None:
+    """The Python blocks under "## Python API" in README.md, one after the other, from the
+    repository root: the file example, then the live-stream one that continues it."""
+    section = (ROOT / "README.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    done = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     labels = ("neutral", "happy", "sad", "angry")
-    assert sum(any(f" {label} " in line for label in labels) for line in lines) == 8, done.stdout
-    assert "dominant_emotion" in lines[-1]
+    assert sum(any(f" {label} " in line for label in labels) for line in lines[:9]) == 8, done.stdout
+    assert "dominant_emotion" in lines[8]
+    assert sum("'type': 'utterance'" in line for line in lines[9:]) == 8, done.stdout
+    assert "'type': 'summary'" in lines[-1]
