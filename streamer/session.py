@@ -12,6 +12,7 @@ of it, and processed once they are ready. Nothing here imports torch at module l
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -129,10 +130,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; what kill, systemd and
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event, received: list[int], busy: threading.Event) -> Iterator[None]:
     """While inside, the first SIGINT (Ctrl-C) or SIGTERM sets ``stop``, appends the signal
     number to ``received``, and the caller ends at its next block; a second one raises
-    KeyboardInterrupt.
+    KeyboardInterrupt. While ``busy`` is set (the pipeline is working on a block: seconds of
+    Whisper on a loaded machine), the first one also raises ``_Stopped`` at once: the work in
+    progress belongs to the utterance that is dropped anyway.
 
     A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed by
     library code that runs Python callbacks (about one Ctrl-C in ten was lost that way); a flag
@@ -148,6 +151,9 @@ def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None
             raise KeyboardInterrupt
         received.append(signum)
         stop.set()
+        if busy.is_set():
+            busy.clear()
+            raise _Stopped
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
@@ -255,6 +261,14 @@ def run_session(
             events.append(event)
             sinks.emit(event)
 
+    def work(step: Callable[[], list[T]]) -> list[T]:
+        """Run a pipeline step (feed, partials, flush); a stop signal aborts the wait at once."""
+        busy.set()
+        try:
+            return worker.run(step) if worker is not None else step()
+        finally:
+            busy.clear()
+
     def emit_partials(new: list[PartialEvent]) -> None:
         for event in new:
             sinks.partial(event)
@@ -272,14 +286,16 @@ def run_session(
         for block in heard:
             if stop.is_set():
                 break
-            emit(loaded.feed(block))
+            emit(work(lambda: loaded.feed(block)))
         heard.clear()
         return loaded
 
     received: list[int] = []
+    busy = threading.Event()  # set while a pipeline step runs (see stop_on_signals)
+    worker = _StepThread() if threading.current_thread() is threading.main_thread() else None
     sinks.header(settings.to_dict())
     try:
-        with stop_on_signals(stop, received):
+        with stop_on_signals(stop, received, busy):
             if loading is not None and speed is None:
                 ready = take_loaded()
             elif loading is not None:
@@ -295,22 +311,24 @@ def run_session(
                 else:
                     if ready is None:
                         ready = take_loaded()
-                    emit(ready.feed(block))
+                    emit(work(lambda: ready.feed(block)))
                     if speed is not None and lag.behind(ready.processed_until) <= settings.partials.max_lag_s:
-                        emit_partials(ready.partials())
+                        emit_partials(work(ready.partials))
                 if time.perf_counter() - last_status >= STATUS_EVERY_S:
                     report(state if ready is not None else RunState.LOADING)
                     last_status = time.perf_counter()
             if ready is None and not stop.is_set():
                 ready = take_loaded()
             if not stop.is_set():
-                emit(ready.flush())
+                emit(work(ready.flush))
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
         received.append(signal.SIGINT)
         stop.set()
-    except _Stopped:  # stopped while the models were still loading
+    except _Stopped:  # stopped while the models were loading or the pipeline was working
         pass
     finally:
+        if worker is not None:
+            worker.close()
         interrupted = stop.is_set()
         if interrupted:
             log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", processed_until())
@@ -319,5 +337,35 @@ def run_session(
     return SessionResult(events, interrupted, received[0] if received else None)
 
 
+class _StepThread:
+    """A daemon thread that runs the pipeline's steps while the main thread waits for each.
+
+    Python runs signal handlers in the main thread only, between bytecodes: inside seconds of
+    Whisper (a C call) a Ctrl-C waited until the call returned (4-11 s measured on a loaded
+    2-core machine). Waiting on a future instead, the main thread acts on the signal at once;
+    the abandoned step belongs to the utterance that is dropped anyway.
+    """
+
+    def __init__(self) -> None:
+        self._steps: queue.Queue[tuple[Callable[[], object], Future[object]] | None] = queue.Queue()
+        threading.Thread(target=self._serve, name="emostream-pipeline", daemon=True).start()
+
+    def run(self, step: Callable[[], T]) -> T:
+        future: Future[T] = Future()
+        self._steps.put((step, future))
+        return future.result()  # the lock wait is interrupted by a signal handler that raises
+
+    def close(self) -> None:
+        self._steps.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._steps.get()) is not None:
+            step, future = item
+            try:
+                future.set_result(step())
+            except BaseException as exc:  # handed to the waiting main thread, raised there
+                future.set_exception(exc)
+
+
 class _Stopped(Exception):
-    """A stop signal arrived while the session waited for its models."""
+    """A stop signal arrived while the session waited for its models or for a pipeline step."""
