@@ -246,9 +246,13 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     _add_stream_options(replay)
     replay.set_defaults(run=run_replay)
 
-    serve = sub.add_parser("serve", help="a WebSocket server for many concurrent streams, with a browser page")
+    serve = sub.add_parser(
+        "serve", help="a WebSocket server for many concurrent streams, with a browser page",
+        description="Serve recognition over WebSocket: each connection streams audio in and gets the "
+                    "JSON lines of its own session back; a browser page records from the microphone.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
     serve.add_argument("--workers", type=_positive_int, default=1,
                        help="pipeline jobs run at once, whatever the number of streams (default 1: Whisper "
                             "already uses two cores)")
@@ -256,7 +260,11 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     _add_settings_options(serve)
     serve.set_defaults(run=run_serve)
 
-    batch = sub.add_parser("batch", help="many recordings, one JSONL each (the events of replay --fast)")
+    batch = sub.add_parser(
+        "batch", help="many recordings, one JSONL each (the events of replay --fast)",
+        description="Run many recordings through the pipeline, each as replay --fast would, in worker "
+                    "processes; one JSONL file per recording and an index.jsonl. A rerun skips what is done.",
+    )
     batch.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                        help="audio files, folders (searched recursively) or manifests (.csv with a 'path' "
                             "column, .jsonl with a 'path' key, .txt one path per line)")
@@ -497,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
              "OpenMP synchronisation costs more than it gains, up to 100x on a busy 2-core machine; "
              "Whisper has its own CTranslate2 threads)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser,
+                                help="what to do (each has its own --help)")
     _add_stream_commands(sub)
     _add_model_commands(sub)
     return parser

@@ -377,3 +377,27 @@ def test_empty_device_flag_means_unset() -> None:
     done = run_probe("listen", "--device", "", "--print-config")
     assert done.returncode == 0, done.stderr
     assert '"device": null' in done.stdout
+
+
+def test_every_option_has_help_and_every_command_a_description() -> None:
+    from streamer.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
+    missing = [f"{name} {', '.join(a.option_strings) or a.dest}"
+               for name, sub in [("emostream", parser), *commands.choices.items()]
+               for a in sub._actions if not a.help and a.dest != "help"]
+    assert missing == []
+    assert all(sub.description for sub in commands.choices.values())
+    assert "``" not in parser.format_help() + "".join(s.format_help() for s in commands.choices.values())
+
+
+def test_list_devices_when_there_are_none(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """PortAudio loads but reports no input device: a message and exit code 2, not silence and 0."""
+    import streamer.devices
+    from streamer.cli import main
+
+    monkeypatch.setattr(streamer.devices, "list_input_devices", lambda: [])
+    assert main(["listen", "--list-devices"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("emostream: error: PortAudio sees no audio input device")
