@@ -557,8 +557,16 @@ def _main(argv: list[str]) -> int:
     if not argv:
         parser.print_help()
         return 0
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is not threading.main_thread():
+        return _run(parser, argv)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(parser, argv)
+    finally:  # an in-process caller (tests, an embedding program) gets its own handling back
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
         logging.basicConfig(

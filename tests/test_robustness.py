@@ -401,3 +401,13 @@ def test_list_devices_when_there_are_none(monkeypatch: pytest.MonkeyPatch, capsy
     assert main(["listen", "--list-devices"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("emostream: error: PortAudio sees no audio input device")
+
+
+def test_main_in_process_leaves_signal_handling_as_it_was() -> None:
+    import signal
+
+    from streamer.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["replay", str(MONO), "--context", "0"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
