@@ -42,6 +42,7 @@ import numpy as np
 import soxr
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -303,7 +304,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="keep voice prints in this .npz file between runs")
     parser.add_argument("--features", default=",".join(f.value for f in FEATURES),
                         help="comma-separated voice prints to compare (default: all; encoder is the slow one)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady timings on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and BLAS threads (1: steady timings on a shared machine)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for path in (args.emodb, args.turevdb):
@@ -311,6 +313,7 @@ def main() -> None:
             parser.error(f"{path} is not a folder")
 
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # numpy's BLAS (the 2-means): spinning threads swamp a loaded machine
     t0 = time.perf_counter()
     features = [VoiceFeature(f) for f in args.features.split(",")]
     if SpeakerConfig().feature not in features:
@@ -419,7 +422,7 @@ def main() -> None:
     clustering.assign_print(long_stream[0].prints[default.feature])
     full_ms = (time.perf_counter() - t) * 1e3
     print(f"- embedding + clustering, {len(clips)} espeak-ng turns of mean {seconds:.1f} s: {per_utt:.1f} ms per utterance "
-          f"({args.threads} torch thread{'s' if args.threads > 1 else ''})")
+          f"({args.threads} torch/BLAS thread{'s' if args.threads > 1 else ''})")
     print(f"- clustering alone: {cluster_ms:.2f} ms per utterance over a {len(long_stream)}-utterance stream, "
           f"{full_ms:.2f} ms with the history full")
     print(f"- load average (uptime): {' '.join(f'{x:.2f}' for x in os.getloadavg())}; benchmark wall time "
