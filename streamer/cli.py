@@ -457,7 +457,7 @@ def _print_scores(scores, as_json: bool) -> None:
 
     if as_json:
         d = scores.to_dict()
-        print(json.dumps({k: d[k] for k in ("wa", "ua", "wf1", "uwf1", "n", "n_excluded", "labels", "confusion", "per_class", "subsets") if k in d}), flush=True)
+        print(json.dumps({k: d[k] for k in ("wa", "ua", "wf1", "uwf1", "ece", "n", "n_excluded", "labels", "confusion", "per_class", "subsets") if k in d}), flush=True)
     else:
         print(format_scores(scores), flush=True)
 
