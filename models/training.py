@@ -86,6 +86,7 @@ class TrainConfig:
     merge: dict = field(default_factory=dict)  # extra folds onto the label set, e.g. frustrated -> angry
     corpus_epoch_size: int = 0  # training windows drawn from each corpus per epoch (0 = all of them)
     utterance_loss: float = 0.0  # weight of the auxiliary loss on the target-only logits
+    init_from: str = ""  # a checkpoint to start from (warm start): matching weights and classes copied
     alignment: float = 0.0  # λ1
     matching: float = 0.0  # λ2
     temperature: float = 0.1
@@ -299,6 +300,35 @@ def epoch_windows(corpus: Corpus, rng: random.Random) -> list[Window]:
     ]
 
 
+def warm_start(network, corpus: Corpus, path: Path, labels: LabelSet) -> None:
+    """Start from a trained checkpoint: copy every weight whose name and shape match, and the
+    rows of class-sized weights (the classifier's last layer) for the classes both label sets
+    share by name; new classes and new modules keep their fresh initialisation. The corpus's
+    audio table is re-standardised with the checkpoint's statistics, which its weights expect."""
+    from .checkpoint import load_checkpoint
+
+    old, _ = load_checkpoint(path)
+    rows = {i: old.label_set.labels.index(name) for i, name in enumerate(labels.labels) if name in old.label_set.labels}
+    state = network.state_dict()
+    copied = 0
+    for key, value in old.state_dict.items():
+        if key not in state:
+            continue
+        if state[key].shape == value.shape:
+            state[key] = value.clone()
+        elif value.dim() >= 1 and value.shape[0] == len(old.label_set.labels) and state[key].shape[1:] == value.shape[1:]:
+            for new_row, old_row in rows.items():  # class-sized: by class name
+                state[key][new_row] = value[old_row]
+        else:
+            continue
+        copied += 1
+    network.load_state_dict(state)
+    raw = corpus.audio_table * corpus.audio_std + corpus.audio_mean  # [Na, Da] as extracted
+    corpus.audio_mean, corpus.audio_std = old.audio_mean.float(), old.audio_std.float()
+    corpus.audio_table = (raw - corpus.audio_mean) / corpus.audio_std
+    log.info("warm start from %s: %d of %d tensors copied", path, copied, len(state))
+
+
 def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     """Train, keep the epoch with the best mean validation macro-F1, save it to ``out``."""
     random.seed(config.seed)
@@ -312,7 +342,10 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     corpus = build_corpus(config, net_config.max_context, frontends)
     if corpus.audio_table.shape[1] != net_config.audio_dim and len(corpus.audio_table):
         raise UserError(f"audio features have {corpus.audio_table.shape[1]} dims, network expects {net_config.audio_dim}")
-    network = build_network(net_config).to(device)
+    network = build_network(net_config)
+    if config.init_from:
+        warm_start(network, corpus, Path(config.init_from), labels)
+    network = network.to(device)
     log.info("%s: %d parameters on %s", net_config.network.value, count_parameters(network), device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if config.loss not in ("soft-ce", "mse", "partial-ce"):
@@ -383,6 +416,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
             "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
             "corpus_epoch_size": config.corpus_epoch_size, "utterance_loss": config.utterance_loss,
+            "init_from": config.init_from,
             "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation},
             "best_valid_uwf1": round(best, 4), "history": history,
             "parameters": count_parameters(network),

@@ -123,3 +123,20 @@ def test_partial_label_training_with_target_residual(tmp_path, monkeypatch):
     assert checkpoint.training["best_valid_uwf1"] > 0.6  # the four cue words are learnable
     state = checkpoint.state_dict
     assert any(k.startswith("utterance.") for k in state)
+
+
+def test_warm_start_copies_weights_and_shared_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    from models.training import train
+
+    frontend = {"text": _TextFrontend(8, "fake-text")}
+    base = dataclasses.replace(_tiny_config(tmp_path, epochs=1), label_set="core4")
+    old = train(base, frontend, tmp_path / "old.pt")
+    # one epoch at a negligible learning rate: the warm-started weights as they are
+    warm = dataclasses.replace(base, label_set="emo7", lr=1e-12, init_from=str(tmp_path / "old.pt"),
+                               network={**base.network, "target_residual": True})
+    new = train(warm, frontend, tmp_path / "new.pt")
+    out_old, out_new = old.state_dict["classifier.3.weight"], new.state_dict["classifier.3.weight"]
+    assert out_new.shape[0] == 7 and torch.allclose(out_new[:4], out_old, atol=1e-6)  # the four shared classes
+    assert torch.allclose(new.state_dict["text_in.proj.weight"], old.state_dict["text_in.proj.weight"], atol=1e-6)
+    assert new.training["objectives"]["init_from"] == str(tmp_path / "old.pt")
