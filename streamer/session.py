@@ -328,7 +328,7 @@ def run_session(
         pass
     finally:
         if worker is not None:
-            worker.close()
+            worker.close(wait=not stop.is_set())  # after a stop signal, a step may still run
         interrupted = stop.is_set()
         if interrupted:
             log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", processed_until())
@@ -348,15 +348,20 @@ class _StepThread:
 
     def __init__(self) -> None:
         self._steps: queue.Queue[tuple[Callable[[], object], Future[object]] | None] = queue.Queue()
-        threading.Thread(target=self._serve, name="emostream-pipeline", daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, name="emostream-pipeline", daemon=True)
+        self._thread.start()
 
     def run(self, step: Callable[[], T]) -> T:
         future: Future[T] = Future()
         self._steps.put((step, future))
         return future.result()  # the lock wait is interrupted by a signal handler that raises
 
-    def close(self) -> None:
+    def close(self, wait: bool) -> None:
+        """End the thread; ``wait`` for it (it is idle unless a signal abandoned a step), so that
+        it does not exit while the interpreter shuts down around the native libraries it used."""
         self._steps.put(None)
+        if wait:
+            self._thread.join()
 
     def _serve(self) -> None:
         while (item := self._steps.get()) is not None:
