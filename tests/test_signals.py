@@ -70,26 +70,25 @@ def test_stop_signal_during_start_up(signum: int, code: int) -> None:
 @pytest.mark.slow
 @pytest.mark.audio_server
 def test_listen_when_the_audio_server_dies(private_pulse: int, portaudio: None) -> None:
-    """An error line and exit code 1, the summary still written, and no utterance invented from
-    the fragment that was in progress."""
+    """Once the session is under way: an error line and exit code 1, the summary still written,
+    and no utterance invented from the fragment that was in progress."""
     proc = start_emostream("listen", "--json", "--no-display")
     watchdog = threading.Timer(180, proc.kill)
     watchdog.start()
-    err_lines: list[str] = []
+    lines: list[str] = []
     try:
-        for line in proc.stderr:
-            err_lines.append(line)
-            if "recording from" in line:
+        for line in proc.stdout:
+            lines.append(line)
+            if '"type": "session"' in line:  # the input delivers and the session has begun
                 time.sleep(1.0)
                 os.kill(private_pulse, signal.SIGKILL)
                 break
-        out, rest = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
     finally:
         watchdog.cancel()
-    err = "".join(err_lines) + rest
     assert proc.returncode == 1, err
     assert "Traceback" not in err
     assert "emostream: error: " in err and "input device" in err
-    records = json_lines(out)
+    records = json_lines("".join(lines) + out)
     assert records[0]["type"] == "session" and records[-1]["type"] == "summary"
     assert utterances(records) == [] and records[-1]["utterances"] == 0
