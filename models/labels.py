@@ -100,8 +100,10 @@ CORPUS_EMOTIONS: dict[str, frozenset[Emotion]] = {
                         Emotion.HAPPY, Emotion.SAD, Emotion.NEUTRAL}),
 }
 # Layouts whose labels are free text (folders, manifests) use canonical names or any of these.
+# "other" is not among them: it is a partial label that only means something where a corpus says
+# which emotions it names (EmoContext), so a free-text "other" is excluded and counted.
 GENERIC_TABLE: dict[str, Emotion] = {
-    **{e.value: e for e in Emotion},
+    **{e.value: e for e in Emotion if e is not Emotion.OTHER},
     **LABEL_TABLE["meld"], **LABEL_TABLE["dailydialog"], **LABEL_TABLE["turevdb"],
     "happiness": Emotion.HAPPY, "anger": Emotion.ANGRY, "sadness": Emotion.SAD,
     "fearful": Emotion.FEARFUL, "disgusted": Emotion.DISGUSTED, "boredom": Emotion.BORED,
