@@ -97,9 +97,11 @@ SENTENCES = [
     "The quarterly budget review with the whole department, from nine until eleven thirty.",
     "Ouch.",
 ]
-FEATURES = [VoiceFeature.CAMPPLUS, VoiceFeature.PITCH, VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC, VoiceFeature.ENCODER]
+FEATURES = [VoiceFeature.CAMPPLUS, VoiceFeature.PITCH, VoiceFeature.MFCC, VoiceFeature.PITCH_MFCC,
+            VoiceFeature.CAMPPLUS_MFCC, VoiceFeature.ENCODER]
 SWEEP = {  # new-speaker distances tried on the development set, voice-print units
     VoiceFeature.CAMPPLUS: (0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+    VoiceFeature.CAMPPLUS_MFCC: (0.2, 0.25, 0.3, 0.35, 0.4, 0.5),
     VoiceFeature.PITCH: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
     VoiceFeature.MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
     VoiceFeature.PITCH_MFCC: (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
