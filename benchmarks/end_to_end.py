@@ -44,6 +44,7 @@ from benchmarks.dialogues import SETS, Recording, read_wav, render_set  # noqa: 
 from benchmarks.e2e_metrics import Span, TrueTurn, aggregate, corpus_wer, score_dialogue  # noqa: E402
 from models.audio import SAMPLE_RATE  # noqa: E402
 from models.errors import UserError  # noqa: E402
+from models.labels import LABEL_SETS, LabelSet, fold_matrix  # noqa: E402
 from streamer.config import Settings, load_settings  # noqa: E402
 from streamer.sinks.memory import MemorySink  # noqa: E402
 
@@ -51,6 +52,12 @@ log = logging.getLogger("end_to_end")
 
 DEFAULT_RUNS = "both:mono,text:mono,audio:mono,both:stereo"
 LAYOUT_CHANNELS = {"mono": 1, "stereo": 2}
+SCORED = LABEL_SETS["core4"]  # every model is scored on four classes, its probabilities summed onto them
+
+
+def folded(probabilities: np.ndarray, model_set: LabelSet) -> np.ndarray:
+    """[N, C_model] probabilities -> [N] indices into SCORED.labels (summed, as evaluate --labels core4)."""
+    return (probabilities @ fold_matrix(model_set, SCORED)).argmax(1)
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,9 @@ def parse_decoding(items: list[str]) -> dict:
     return values
 
 
-def true_turns(recording: Recording, labels: tuple[str, ...], label_set) -> list[TrueTurn]:
-    """The recording's turns with class indices into ``labels`` (None: not scored)."""
-    return [TrueTurn(t.start, t.end, t.text, t.speaker, label_set.index(t.emotion)) for t in recording.turns]
+def true_turns(recording: Recording) -> list[TrueTurn]:
+    """The recording's turns with class indices into ``SCORED.labels`` (None: not scored)."""
+    return [TrueTurn(t.start, t.end, t.text, t.speaker, SCORED.index(t.emotion)) for t in recording.turns]
 
 
 # --- the pipeline ---------------------------------------------------------------------------
@@ -116,7 +123,7 @@ class _TimedSink(MemorySink):
         self.emitted.append(time.monotonic())
 
 
-def replay(path: Path, pipeline, settings: Settings, realtime: bool) -> Replay:
+def replay(path: Path, pipeline, settings: Settings, realtime: bool, model_set: LabelSet) -> Replay:
     """Run one file through ``run_session`` as ``emostream replay`` does (fast or real-time clock)."""
     from streamer.session import run_session
     from streamer.sinks.base import RunState, Sinks
@@ -132,7 +139,9 @@ def replay(path: Path, pipeline, settings: Settings, realtime: bool) -> Replay:
             yield block
 
     run_session(blocks(), pipeline, Sinks([sink]), settings, RunState.REPLAYING, speed=1.0 if realtime else None)
-    spans = [Span(e.start, e.end, e.text, e.speaker.value, e.emotion) for e in sink.events]
+    probabilities = np.array([[e.emotions[label] for label in model_set.labels] for e in sink.events], np.float32)
+    emotions = [SCORED.labels[i] for i in folded(probabilities.reshape(-1, len(model_set.labels)), model_set)]
+    spans = [Span(e.start, e.end, e.text, e.speaker.value, emotion) for e, emotion in zip(sink.events, emotions)]
     delays = [1000 * (t - origin[0] - e.end) for e, t in zip(sink.events, sink.emitted)] if realtime else []
     return Replay(spans, [e.latency_ms for e in sink.events], delays)
 
@@ -144,21 +153,20 @@ def run_pipeline(spec: RunSpec, settings: Settings, recordings: dict[str, list[R
     settings = settings.updated({"model": {"modalities": spec.modalities}})
     channels = LAYOUT_CHANNELS[spec.layout]
     models = load_models(settings)
-    labels, label_set = tuple(models.predictor.labels), models.predictor.checkpoint.label_set
+    model_set = models.predictor.checkpoint.label_set
     out = {}
     for name, recs in recordings.items():
         started, cpu = time.perf_counter(), time.process_time()
         scores, latency, delays, texts = [], [], [], []
         for rec in recs:
             result = replay(rec.mono if spec.layout == "mono" else rec.stereo,
-                            make_pipeline(models, settings, channels), settings, realtime)
-            turns = true_turns(rec, labels, label_set)
-            scores.append(score_dialogue(turns, result.spans, labels))
+                            make_pipeline(models, settings, channels), settings, realtime, model_set)
+            scores.append(score_dialogue(true_turns(rec), result.spans, SCORED.labels))
             latency += result.latency_ms
             delays += result.end_to_event_ms
             texts.append({"dialogue": rec.dialogue, "reference": scores[-1].reference, "hypothesis": scores[-1].hypothesis,
                           "spans": [asdict(s) for s in result.spans]})
-        figures = aggregate(scores, labels)
+        figures = aggregate(scores, SCORED.labels)
         figures.update(
             latency_p50_ms=_pct(latency, 50), latency_p95_ms=_pct(latency, 95),
             audio_s=round(sum(r.duration for r in recs), 1),
@@ -200,16 +208,16 @@ def ceiling(recordings: list[Recording], checkpoint_path: str | None) -> dict:
         for rec in recordings for t in rec.turns
     ]
     rows, table = text_features(samples, checkpoint)
-    windows, _ = build_windows(samples, checkpoint.label_set, network.config.max_context, rows, None)
-    predicted = iter(predict_windows(network, windows, table, torch.zeros(0, network.config.audio_dim), device).argmax(1))
-    labels = checkpoint.label_set.labels
+    windows, _ = build_windows(samples, SCORED, network.config.max_context, rows, None)
+    probabilities = predict_windows(network, windows, table, torch.zeros(0, network.config.audio_dim), device)
+    predicted = iter(folded(probabilities, checkpoint.label_set))
     scores = []
     for rec in recordings:
-        turns = true_turns(rec, labels, checkpoint.label_set)
-        spans = [Span(t.start, t.end, t.text, t.speaker, labels[next(predicted)] if t.label is not None else "")
+        turns = true_turns(rec)
+        spans = [Span(t.start, t.end, t.text, t.speaker, SCORED.labels[next(predicted)] if t.label is not None else "")
                  for t in turns]
-        scores.append(score_dialogue(turns, spans, labels))
-    return aggregate(scores, labels)
+        scores.append(score_dialogue(turns, spans, SCORED.labels))
+    return aggregate(scores, SCORED.labels)
 
 
 # --- ASR on the true segments ---------------------------------------------------------------

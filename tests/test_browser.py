@@ -25,6 +25,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
+def shipped_labels() -> tuple[str, ...]:
+    """The labels of the shipped checkpoint (what the page draws a bar for)."""
+    from models.checkpoint import load_checkpoint
+
+    return load_checkpoint(None)[0].label_set.labels
+
+
 def chromium() -> str:
     """Path of an installed Chromium; skips the test when there is none."""
     for name in CHROMIUM_NAMES:
@@ -101,7 +108,7 @@ def test_the_microphone_streams_and_results_appear(browser, server_url: str) -> 
         assert {rows.nth(i).locator(".speaker").inner_text() for i in range(3)} <= {"A", "B"}
         words = [len(rows.nth(i).locator(".text").inner_text().split()) for i in range(3)]
         assert max(words) >= 5, words  # transcripts, not empty or one-word ones
-        assert rows.first.locator(".bar").count() == 4  # one bar per label of the shipped checkpoint
+        assert rows.first.locator(".bar").count() == len(shipped_labels())  # one bar per label
         assert page.locator("#timeline .span").count() >= 3
         assert "Listening" in page.locator("#status").inner_text()
         page.click("#stop")
