@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.dialogues import Recording, render_set  # noqa: E402
 from benchmarks.e2e_metrics import Span, aggregate, score_dialogue  # noqa: E402
-from benchmarks.end_to_end import true_turns  # noqa: E402
-from models.labels import LABEL_SETS  # noqa: E402
+from benchmarks.end_to_end import SCORED, folded, true_turns  # noqa: E402
+from models.labels import LabelSet  # noqa: E402
 from streamer.config import load_settings  # noqa: E402
 from streamer.records import SAMPLE_RATE  # noqa: E402
 from streamer.sources import open_file  # noqa: E402
@@ -184,15 +184,16 @@ def main() -> int:
     server_cpu_s = children_cpu_s() - cpu_before  # model loading included
 
     hangover_s = load_settings().vad.hangover_ms / 1000
-    label_set = LABEL_SETS["core4"]
     latencies, scores = [], []
     for res in results:
         latencies += server_latencies(res, hangover_s, frame_s)
         utterances = [r for _, r in res.utterances]
-        labels = tuple(utterances[0]["model"]["labels"].split(",")) if utterances else label_set.labels
-        spans = [Span(u["start"], u["end"], u["text"], u["speaker"], u["emotion"]) for u in utterances]
-        scores.append(score_dialogue(true_turns(res.recording, labels, label_set), spans, labels))
-    figures = aggregate(scores, labels)
+        model_set = LabelSet("model", tuple(utterances[0]["model"]["labels"].split(","))) if utterances else SCORED
+        probabilities = np.array([[u["emotions"][k] for k in model_set.labels] for u in utterances], np.float32)
+        emotions = [SCORED.labels[i] for i in folded(probabilities.reshape(-1, len(model_set.labels)), model_set)]
+        spans = [Span(u["start"], u["end"], u["text"], u["speaker"], e) for u, e in zip(utterances, emotions)]
+        scores.append(score_dialogue(true_turns(res.recording), spans, SCORED.labels))
+    figures = aggregate(scores, SCORED.labels)
     report = {
         "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
         "clients": args.clients, "workers": args.workers, "frame_ms": args.frame_ms,
