@@ -277,6 +277,12 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     batch.set_defaults(run=run_batch)
 
 
+def _print_config(settings) -> int:
+    """--print-config: the effective settings as JSON on stdout; exit code 0."""
+    print(json.dumps(settings.to_dict(), indent=2), flush=True)
+    return 0
+
+
 def settings_from_args(args: argparse.Namespace):
     """config.toml defaults <- --config FILE <- flags."""
     from .config import load_settings
@@ -335,8 +341,7 @@ def _finish(result, args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.print_config:
-        print(json.dumps(settings.to_dict(), indent=2), flush=True)
-        return 0
+        return _print_config(settings)
     from .sources import FastClock, RealTimeClock, open_file, paced
 
     source = open_file(args.file)
@@ -372,8 +377,7 @@ def run_listen(args: argparse.Namespace) -> int:
         return 0
     settings = settings_from_args(args)
     if args.print_config:
-        print(json.dumps(settings.to_dict(), indent=2), flush=True)
-        return 0
+        return _print_config(settings)
     from .sources import MicrophoneSource
 
     device = settings.input.device
@@ -405,8 +409,7 @@ def run_listen(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.print_config:
-        print(json.dumps(settings.to_dict(), indent=2), flush=True)
-        return 0
+        return _print_config(settings)
     settings.check_devices()
     from .server import ServerConfig, check_address, serve
 
@@ -421,8 +424,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_batch(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.print_config:
-        print(json.dumps(settings.to_dict(), indent=2), flush=True)
-        return 0
+        return _print_config(settings)
     settings.check_devices()
     from .batch import run_batch as batch
 
