@@ -279,7 +279,12 @@ def run_session(
         while not loading.done():  # not loading.result(): it would hold a Ctrl-C until loaded
             if stop.wait(0.05):
                 raise _Stopped
-        loaded = loading.result()  # the loader's exception, if any, is raised here
+        try:
+            loaded = loading.result()  # the loader's exception, if any, is raised here
+        except BaseException:
+            failed_to_load.set()
+            raise
+        begin()
         loaded.work_ahead = speed is not None
         log.info("models loaded; processing the %.1f s of audio heard meanwhile",
                  sum(b.duration for b in heard))
@@ -290,10 +295,20 @@ def run_session(
         heard.clear()
         return loaded
 
+    def begin() -> None:
+        """The ``session`` header, once: written when the models are ready, so that a model that
+        fails to load (checked in the background while a microphone already records) leaves no
+        ``session``/``summary`` pair that would look like a complete session."""
+        if not began.is_set():
+            began.set()
+            sinks.header(settings.to_dict())
+
     received: list[int] = []
     busy = threading.Event()  # set while a pipeline step runs (see stop_on_signals)
+    began, failed_to_load = threading.Event(), threading.Event()
     worker = _StepThread() if threading.current_thread() is threading.main_thread() else None
-    sinks.header(settings.to_dict())
+    if ready is not None:
+        begin()
     try:
         with stop_on_signals(stop, received, busy):
             if loading is not None and speed is None:
@@ -333,7 +348,11 @@ def run_session(
         if interrupted:
             log.info("interrupted at %.1f s of audio; the utterance in progress is dropped", processed_until())
         report(RunState.FINISHED)
-        sinks.close(summarize(events, processed_until()))
+        if failed_to_load.is_set():
+            sinks.close(None)  # no session: the caller reports the loader's error
+        else:
+            begin()  # stopped while loading: the session is still reported, empty
+            sinks.close(summarize(events, processed_until()))
     return SessionResult(events, interrupted, received[0] if received else None)
 
 

@@ -57,8 +57,9 @@ class Sink(Protocol):
     def status(self, status: RuntimeStatus) -> None:
         """The latest runtime status."""
 
-    def close(self, summary: SessionSummary) -> None:
-        """End of the session; release what the sink holds."""
+    def close(self, summary: SessionSummary | None) -> None:
+        """End of the session; release what the sink holds. ``None``: the session never started
+        (its models failed to load), so there is nothing to summarise."""
 
 
 class Sinks:
@@ -85,7 +86,7 @@ class Sinks:
         for sink in self.sinks:
             sink.status(status)
 
-    def close(self, summary: SessionSummary) -> None:
+    def close(self, summary: SessionSummary | None) -> None:
         for sink in self.sinks:
             sink.close(summary)
 

@@ -277,7 +277,7 @@ class LiveDisplaySink:
     def status(self, status: RuntimeStatus) -> None:
         self._update(self.state.with_status(status))
 
-    def close(self, summary: SessionSummary) -> None:
+    def close(self, summary: SessionSummary | None) -> None:
         self._closed = True
         self._live.stop()
         root = logging.getLogger()

@@ -56,8 +56,9 @@ class JsonlSink:
     def status(self, status: RuntimeStatus) -> None:
         """Statuses are for the display; the data stream does not carry them."""
 
-    def close(self, summary: SessionSummary) -> None:
-        self._write(summary.to_dict())
+    def close(self, summary: SessionSummary | None) -> None:
+        if summary is not None:
+            self._write(summary.to_dict())
 
     def _write(self, obj: dict) -> None:
         if self.reader_gone:

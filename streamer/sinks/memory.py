@@ -29,5 +29,5 @@ class MemorySink:
     def status(self, status: RuntimeStatus) -> None:
         self.statuses.append(status)
 
-    def close(self, summary: SessionSummary) -> None:
+    def close(self, summary: SessionSummary | None) -> None:
         self.summary = summary

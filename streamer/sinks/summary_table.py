@@ -55,7 +55,9 @@ class SummaryTableSink:
     def status(self, status: RuntimeStatus) -> None:
         """Statuses are not summarised."""
 
-    def close(self, summary: SessionSummary) -> None:
+    def close(self, summary: SessionSummary | None) -> None:
+        if summary is None:
+            return
         table = render_summary(summary)
         if self.console.is_terminal:
             self.console.print(table)
