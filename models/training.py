@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +28,6 @@ from tqdm import tqdm
 from models.errors import UserError
 
 from .checkpoint import Checkpoint
-from .checks import check_type
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
 from .labels import LabelSet, fold_matrix, label_set
@@ -40,123 +38,10 @@ from .losses import (
 from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
+from .training_config import TrainConfig
 from .windows import MISSING, Window, build_windows, collate, pseudo_pairs, support_mask
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One corpus in a training config.
-
-    modality: "text", "audio" or "both" (which feature tables to build).
-    train/valid: corpus splits to use (text corpora); valid_speakers: speakers held out for
-    validation, test_speakers: speakers never used (audio corpora without splits). Paths are
-    relative to the working directory. max_dialogues: train on at most this many dialogues of the
-    train splits (a seeded draw; 0 = all), and validate on at most this many (to bound feature
-    extraction on big corpora). valid_labels: the label set the validation figures are computed
-    in, the model's output folded onto it (EmoContext: "emocontext4"); default: the model's own.
-    epoch_size: training windows drawn from this corpus per epoch, instead of the config's
-    ``corpus_epoch_size`` (0 = that).
-    """
-
-    name: str
-    path: Path
-    modality: str = "text"
-    train: tuple[str, ...] = ("train",)
-    valid: tuple[str, ...] = ("valid",)
-    valid_speakers: tuple[str, ...] = ()
-    test_speakers: tuple[str, ...] = ()
-    max_dialogues: int = 0
-    valid_labels: str = ""
-    epoch_size: int = 0
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (the file format is models/configs/*.toml)."""
-
-    name: str
-    datasets: tuple[DatasetSpec, ...]
-    network: dict = field(default_factory=dict)
-    label_set: str = "core4"
-    seed: int = 13
-    device: str = "auto"
-    loss: str = "soft-ce"  # or "mse" (MCAF's regression on the vote distribution), "partial-ce"
-    merge: dict = field(default_factory=dict)  # extra folds onto the label set, e.g. frustrated -> angry
-    corpus_epoch_size: int = 0  # training windows drawn from each corpus per epoch (0 = all of them)
-    utterance_loss: float = 0.0  # weight of the auxiliary loss on the target-only logits
-    init_from: str = ""  # a checkpoint to start from (warm start): matching weights and classes copied
-    alignment: float = 0.0  # λ1
-    matching: float = 0.0  # λ2
-    temperature: float = 0.1
-    modality_dropout: float = 0.2
-    context_truncation: float = 0.0  # probability of cutting a window's context to a random length
-    pseudo_pairs: bool = False
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 6  # epochs without validation improvement before stopping
-
-    def __post_init__(self) -> None:
-        """Types and ranges, so a bad value (``--set optim.epochs=abc``) stops the run before any work."""
-        for f in fields(self):
-            check_type(f, getattr(self, f.name), f.name)
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("modality_dropout", "context_truncation"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise UserError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UserError(f"lr must be > 0, got {self.lr}")
-
-    @classmethod
-    def from_toml(cls, path: Path, overrides: Sequence[str] = ()) -> "TrainConfig":
-        """Read a config file; ``overrides`` are ``key.sub=<TOML value>`` strings (``--set``)."""
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"training config not found: {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise UserError(f"{path}: invalid TOML ({err})") from None
-        for item in overrides:
-            apply_override(raw, item)
-        specs = []
-        for d in raw.pop("datasets", []):
-            d = dict(d)
-            for key in ("train", "valid", "valid_speakers", "test_speakers"):
-                if key in d:
-                    d[key] = tuple(str(v) for v in d[key])
-            specs.append(DatasetSpec(**{**d, "path": Path(d["path"])}))
-        if not specs:
-            raise UserError(f"{path}: no [[datasets]] to train on")
-        flat = {**raw.pop("objectives", {}), **raw.pop("optim", {})}
-        try:
-            return cls(datasets=tuple(specs), **raw, **flat)
-        except TypeError as err:
-            raise UserError(f"{path}: {err}") from None
-
-    @property
-    def labels(self) -> LabelSet:
-        return label_set(self.label_set).with_merge(self.merge)
-
-
-def apply_override(raw: dict, item: str) -> None:
-    """Set ``raw[a][b] = value`` for ``item = "a.b=value"``; value is TOML (bare words as strings)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set {item!r}: expected key=value, e.g. network.max_context=1")
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    *parents, leaf = key.strip().split(".")
-    node = raw
-    for name in parents:
-        node = node.setdefault(name, {})
-    node[leaf] = parsed
 
 
 @dataclass

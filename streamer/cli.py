@@ -433,7 +433,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from models.training import TrainConfig
+    from models.training_config import TrainConfig
 
     config = TrainConfig.from_toml(args.config, args.set)
     _writable_file(args.out, "--out", (".pt",))

@@ -18,7 +18,7 @@ from models.data.sample import Sample, Split
 from models.labels import LABEL_SETS, Emotion
 from models.metrics import score
 from models.predictor import ContextItem, EmotionPredictor
-from models.training import TrainConfig, apply_override
+from models.training_config import TrainConfig, apply_override
 from models.windows import MISSING, build_windows, collate, pseudo_pairs
 from streamer.errors import UserError
 
