@@ -60,6 +60,12 @@ def folded(probabilities: np.ndarray, model_set: LabelSet) -> np.ndarray:
     return (probabilities @ fold_matrix(model_set, SCORED)).argmax(1)
 
 
+def folded_labels(emotions: list[dict[str, float]], model_set: LabelSet) -> list[str]:
+    """Events' ``emotions`` (label -> probability, the model's labels) -> their SCORED label each."""
+    probabilities = np.array([[e[label] for label in model_set.labels] for e in emotions], np.float32)
+    return [SCORED.labels[i] for i in folded(probabilities.reshape(-1, len(model_set.labels)), model_set)]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     modalities: str  # both | text | audio
@@ -139,8 +145,7 @@ def replay(path: Path, pipeline, settings: Settings, realtime: bool, model_set: 
             yield block
 
     run_session(blocks(), pipeline, Sinks([sink]), settings, RunState.REPLAYING, speed=1.0 if realtime else None)
-    probabilities = np.array([[e.emotions[label] for label in model_set.labels] for e in sink.events], np.float32)
-    emotions = [SCORED.labels[i] for i in folded(probabilities.reshape(-1, len(model_set.labels)), model_set)]
+    emotions = folded_labels([e.emotions for e in sink.events], model_set)
     spans = [Span(e.start, e.end, e.text, e.speaker.value, emotion) for e, emotion in zip(sink.events, emotions)]
     delays = [1000 * (t - origin[0] - e.end) for e, t in zip(sink.events, sink.emitted)] if realtime else []
     return Replay(spans, [e.latency_ms for e in sink.events], delays)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.dialogues import Recording, render_set  # noqa: E402
 from benchmarks.e2e_metrics import Span, aggregate, score_dialogue  # noqa: E402
-from benchmarks.end_to_end import SCORED, folded, true_turns  # noqa: E402
+from benchmarks.end_to_end import SCORED, folded_labels, true_turns  # noqa: E402
 from models.labels import LabelSet  # noqa: E402
 from streamer.config import load_settings  # noqa: E402
 from streamer.records import SAMPLE_RATE  # noqa: E402
@@ -189,8 +189,7 @@ def main() -> int:
         latencies += server_latencies(res, hangover_s, frame_s)
         utterances = [r for _, r in res.utterances]
         model_set = LabelSet("model", tuple(utterances[0]["model"]["labels"].split(","))) if utterances else SCORED
-        probabilities = np.array([[u["emotions"][k] for k in model_set.labels] for u in utterances], np.float32)
-        emotions = [SCORED.labels[i] for i in folded(probabilities.reshape(-1, len(model_set.labels)), model_set)]
+        emotions = folded_labels([u["emotions"] for u in utterances], model_set)
         spans = [Span(u["start"], u["end"], u["text"], u["speaker"], e) for u, e in zip(utterances, emotions)]
         scores.append(score_dialogue(true_turns(res.recording), spans, SCORED.labels))
     figures = aggregate(scores, SCORED.labels)
