@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -18,28 +19,59 @@ from sklearn.preprocessing import StandardScaler
 
 from models.errors import UserError
 
+from .augment import Augmentation, clip_matrix
 from .data import load_dataset
+from .frontends.whisper import TAIL_PAD_S
 from .labels import LABEL_SETS, LabelSet
 from .metrics import Scores, score
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("whisper", "egemaps")
+FEATURES = ("whisper", "egemaps", "tiny-layers", "base-layers")
+LAYERED = {"tiny-layers": ("tiny.en", TAIL_PAD_S), "base-layers": ("base", 0.0)}  # model, tail (s)
 NORMALISATIONS = ("none", "speaker", "speaker-online")
 PRIOR_CLIPS = 10.0  # speaker-online: the corpus statistics count as this many clips of the speaker
 
 
-def feature_matrix(kind: str, samples, asr_model: str | None = None) -> np.ndarray:
-    """float32 [N, D] acoustic vectors of one kind for the samples (cached on disk)."""
-    from .features import audio_matrix, egemaps_matrix
+def feature_matrix(kind: str, samples, asr_model: str | None = None,
+                   augmentation: Augmentation | None = None) -> np.ndarray:
+    """float32 acoustic vectors of one kind for the samples, clean or augmented (cached on disk).
 
+    "whisper": the runtime's CTranslate2 encoder (``asr_model``, default tiny.en, int8), mean+std
+    of its last layer [N, 2d]; "egemaps": [N, 88]; "tiny-layers" / "base-layers": mean+std of
+    every layer of Whisper tiny.en (2 s tail, as at run time) or of the multilingual Whisper base
+    (no tail: it would be a pass of its own) [N, n_layers + 1, 2d]; pick one with :func:`pick_layer`.
+    """
     if kind == "whisper":
-        from .frontends.whisper import WhisperEncoder
+        from .frontends.whisper import WhisperEncoder, pool_mean_std
 
-        return audio_matrix(samples, WhisperEncoder(asr_model, compute_type="int8"))
+        encoder = WhisperEncoder(asr_model, compute_type="int8")
+        return clip_matrix(f"whisper-{encoder.identity()['window']}", encoder.identity(), samples,
+                           lambda audio: pool_mean_std(encoder.encode(audio).states), augmentation)
     if kind == "egemaps":
-        return egemaps_matrix(samples)
+        from .frontends.egemaps import EgemapsExtractor
+
+        extractor = EgemapsExtractor()
+        return clip_matrix("egemaps", extractor.identity(), samples, extractor, augmentation)
+    if kind in LAYERED:
+        from .frontends.whisper_layers import WhisperLayers
+
+        layers = WhisperLayers(*LAYERED[kind])
+        return clip_matrix(f"layers-{layers.identity()['window']}", layers.identity(), samples,
+                           layers.pooled, augmentation)
     raise UserError(f"unknown features {kind!r}; one of {', '.join(FEATURES)}")
+
+
+def pick_layer(x: np.ndarray, layer: str) -> np.ndarray:
+    """One view of layered features x [N, L + 1, 2d] -> [N, 2d]: "last", a layer number
+    ("0" = after the embedding) or "mean" (the average of every layer's mean+std vector)."""
+    if layer == "last":
+        return x[:, -1]
+    if layer == "mean":
+        return x.mean(axis=1)
+    if layer.isdigit() and int(layer) < x.shape[1]:
+        return x[:, int(layer)]
+    raise UserError(f"layer {layer!r}: last, mean or 0..{x.shape[1] - 1}")
 
 
 def normalise_per_speaker(x: np.ndarray, speakers: np.ndarray, online: bool,
@@ -118,6 +150,31 @@ def with_extra(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, extra: Extra 
             np.concatenate([speakers.astype(str), np.char.add("extra:", extra[2].astype(str))]))
 
 
+def cross_corpus(train: Extra, test: Extra, c: float = 1.0, seed: int = 0, normalise: str = "none",
+                 augmented: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Train on every clip of one corpus, predict every clip of another (another language).
+
+    train, test: (x [N, D], y [N], speakers [N]); test labels are not used here. augmented:
+    features [N_train, D] of augmented copies of the training clips (same rows, labels and
+    speakers), added to the training data only. Returns predicted classes [N_test].
+    """
+    x, y, speakers = train
+    copies = 1 + len(augmented)
+    x = np.concatenate([x, *augmented]) if augmented else x
+    return fit_predict(x, np.tile(y, copies), np.tile(speakers, copies), test[0], test[2], c, seed, normalise)
+
+
+def choose_layer(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float = 1.0,
+                 normalise: str = "none") -> tuple[str, dict[str, float]]:
+    """The layer view of x [N, L + 1, 2d] (a layer number or "mean", see :func:`pick_layer`)
+    with the best LOSO UA on this corpus, and every view's UA. Run it on training data only."""
+    labels = tuple(str(i) for i in range(int(y.max()) + 1))
+    views = [str(i) for i in range(x.shape[1])] + ["mean"]
+    uas = {view: score(y, leave_one_speaker_out(pick_layer(x, view), y, speakers, c, normalise=normalise),
+                       labels).ua for view in views}
+    return max(uas, key=uas.get), uas
+
+
 def nested_leave_one_speaker_out(
     x: np.ndarray, y: np.ndarray, speakers: np.ndarray, candidates: dict[str, dict], c: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, str]]:
@@ -147,39 +204,46 @@ def nested_leave_one_speaker_out(
 
 
 def labelled_features(dataset: str, data: Path, labels: LabelSet, features: str,
-                      asr_model: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The clips of ``dataset`` that ``labels`` can represent: x [N, D], y [N], speakers [N], and
-    the number of clips excluded."""
+                      asr_model: str | None = None, augmentation: Augmentation | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The clips of ``dataset`` that ``labels`` can represent: x [N, ...] (clean, or through
+    ``augmentation``), y [N], speakers [N], and the number of clips excluded."""
     loaded = load_dataset(dataset, data)
     samples = [s for s in loaded.samples if s.audio_path is not None]
     keep = np.array([labels.index(s.label) is not None for s in samples], dtype=bool)
     excluded = int((~keep).sum()) + sum(loaded.excluded.values())
     speakers = np.array([s.speaker for s in samples])[keep]
     y = np.array([labels.index(s.label) for s, k in zip(samples, keep) if k])
-    x = feature_matrix(features, samples, asr_model)[keep]  # all clips: one cache for every label set
+    x = feature_matrix(features, samples, asr_model, augmentation)[keep]  # all clips: one cache for every label set
     return x, y, speakers, excluded
 
 
 def crossvalidate(dataset: str, data: Path, label_set: str, features: str = "whisper",
                   c: float = 1.0, asr_model: str | None = None, normalise: str = "none",
-                  with_dataset: tuple[str, Path] | None = None, select: bool = False) -> Scores:
+                  with_dataset: tuple[str, Path] | None = None, select: bool = False,
+                  layer: str = "last") -> Scores:
     """LOSO figures of ``features`` + logistic regression on ``dataset`` with ``label_set``.
 
     normalise: per-speaker feature normalisation (:data:`NORMALISATIONS`); with_dataset: another
     corpus (name, path) whose clips join every fold's training data. select: instead, choose per
     fold on its training speakers (:func:`nested_leave_one_speaker_out`) between no and online
-    per-speaker normalisation, each with and without ``with_dataset``.
+    per-speaker normalisation, each with and without ``with_dataset``. layer: the view of
+    layered features (:func:`pick_layer`).
     """
     labels = LABEL_SETS.get(label_set)
     if labels is None:
         raise UserError(f"unknown label set {label_set!r}; one of {sorted(LABEL_SETS)}")
+    def view(x: np.ndarray) -> np.ndarray:
+        return pick_layer(x, layer) if features in LAYERED else x
+
     x, y, speakers, excluded = labelled_features(dataset, data, labels, features, asr_model)
+    x = view(x)
     if len(np.unique(speakers)) < 2:
         raise UserError(f"{dataset}: leave-one-speaker-out needs at least two speakers")
     extra = None
     if with_dataset is not None:
         x_extra, y_extra, s_extra, _ = labelled_features(*with_dataset, labels, features, asr_model)
-        extra = (x_extra, y_extra, s_extra)
+        extra = (view(x_extra), y_extra, s_extra)
     log.info("%s: %d clips, %d speakers, %s features %s", dataset, len(y), len(np.unique(speakers)), features, x.shape)
     if select:
         candidates = {norm: {"normalise": norm} for norm in ("none", "speaker-online")}

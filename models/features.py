@@ -113,16 +113,3 @@ def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = No
     kind = f"whisper-{encoder.identity()['window']}"
     return cached_matrix(kind, encoder.identity(), _audio_keys(samples), compute, cache_dir)
 
-
-def egemaps_matrix(samples: Sequence[Sample], cache_dir: Path | None = None) -> np.ndarray:
-    """eGeMAPS v02 functionals (openSMILE) of the samples' audio: float32 [N, 88]."""
-    from .frontends.egemaps import EgemapsExtractor
-
-    extractor = EgemapsExtractor()
-
-    def compute(_keys: Sequence[str]) -> np.ndarray:
-        return np.stack([
-            extractor(load_sample_audio(s)) for s in tqdm(samples, desc="eGeMAPS", unit="utt", disable=None)
-        ])
-
-    return cached_matrix("egemaps", extractor.identity(), _audio_keys(samples), compute, cache_dir)
