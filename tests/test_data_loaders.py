@@ -303,6 +303,44 @@ def test_manifest_missing_audio_and_duplicate_ids_raise(tmp_path):
         load_dataset("manifest", tmp_path / "dup.scp")
 
 
+# --- written (the hand-written dev set) -----------------------------------------------------
+
+WRITTEN = Path(__file__).parents[1] / "benchmarks" / "data" / "written_dialogues.jsonl"
+
+
+def test_written_dev_set_is_thirty_balanced_shift_rich_dyadic_dialogues():
+    result = load_dataset("written", WRITTEN)
+    assert result.excluded == {}
+    groups = dialogues(result.samples)
+    assert len(groups) == 30
+    for group in groups:
+        assert 8 <= len(group) <= 12
+        assert [s.turn for s in group] == list(range(len(group)))
+        assert [s.speaker for s in group] == [f"{group[0].dialogue}:{'AB'[k % 2]}" for k in range(len(group))]
+    n = len(result.samples)
+    core4 = (Emotion.NEUTRAL, Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY)
+    counts = {e: sum(s.label == e for s in result.samples) for e in core4}
+    assert sum(counts.values()) == n and min(counts.values()) >= 0.15 * n
+    shifts = sum(a.label != b.label for group in groups for a, b in zip(group, group[1:]))
+    assert 0.4 * n <= shifts <= 0.6 * n
+    assert len({s.text for s in result.samples}) == n
+
+
+def test_written_ids_speakers_and_incomplete_lines(tmp_path):
+    file = tmp_path / "mine.jsonl"
+    file.write_text('{"dialogue": "d1", "turn": 0, "speaker": "A", "text": "Hi.", "label": "neutral"}\n'
+                    '{"dialogue": "d1", "turn": 1, "speaker": "B", "text": "Go away!", "label": "anger"}\n')
+    first, second = load_dataset("written", file).samples
+    assert (first.id, first.speaker, first.dataset) == ("d1:0", "d1:A", "written")
+    assert (second.id, second.speaker, second.label) == ("d1:1", "d1:B", Emotion.ANGRY)
+    file.write_text('{"turn": 0, "speaker": "A", "text": "Hi.", "label": "neutral"}\n')
+    with pytest.raises(UserError, match=r"^written: .*expected a \.jsonl file of \{dialogue"):
+        load_dataset("written", file)
+    file.write_text('{"dialogue": "d1", "turn": "first", "text": "Hi."}\n')
+    with pytest.raises(UserError, match=r"^written: .*mine.jsonl:1: field 'turn' is not int"):
+        load_dataset("written", file)
+
+
 # --- errors, grouping, votes ----------------------------------------------------------------
 
 

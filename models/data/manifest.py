@@ -29,7 +29,7 @@ def load_manifest(path: Path) -> list[Sample]:
     """Read a manifest file, choosing the format by its suffix."""
     if not path.is_file():
         raise layout_error("manifest", path, LAYOUT)
-    samples = _load_jsonl(path) if path.suffix.lower() in (".jsonl", ".json") else _load_scp(path)
+    samples = read_manifest_jsonl(path) if path.suffix.lower() in (".jsonl", ".json") else _load_scp(path)
     if not samples:
         raise layout_error("manifest", path, LAYOUT)
     return samples
@@ -51,10 +51,11 @@ def _load_scp(file: Path) -> list[Sample]:
     return samples
 
 
-def _load_jsonl(file: Path) -> list[Sample]:
+def read_manifest_jsonl(file: Path, dataset: str = "manifest") -> list[Sample]:
+    """The samples of a ``.jsonl`` manifest, named ``dataset`` in their records and errors."""
     samples = []
-    for number, row in read_jsonl(file, "manifest"):
-        where = f"manifest: {file}:{number}"
+    for number, row in read_jsonl(file, dataset):
+        where = f"{dataset}: {file}:{number}"
         if not row.get("path") and not row.get("text"):
             raise UserError(f"{where}: needs a 'path' or a 'text' field")
         raw = optional(row, "label", where)
@@ -64,7 +65,7 @@ def _load_jsonl(file: Path) -> list[Sample]:
         audio = optional(row, "path", where)
         samples.append(Sample(
             id=optional(row, "id", where) or str(number),
-            dataset="manifest",
+            dataset=dataset,
             raw_label=raw,
             label=canonical(TABLE, raw) if raw else None,
             speaker=optional(row, "speaker", where) or UNKNOWN_SPEAKER,

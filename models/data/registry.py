@@ -15,6 +15,7 @@ from models.data.manifest import load_manifest
 from models.data.meld import load_meld
 from models.data.reccon import load_reccon
 from models.data.sample import MISSING_LABEL, LoadResult, Sample, parse_split
+from models.data.written import load_written
 from models.errors import UserError
 
 Loader = Callable[[Path], list[Sample]]
@@ -33,6 +34,7 @@ DATASETS: dict[str, Loader] = {
     "turevdb": load_turevdb,
     "folders": load_folders,
     "manifest": load_manifest,
+    "written": load_written,
 }
 
 
