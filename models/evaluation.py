@@ -63,10 +63,9 @@ def select_samples(dataset: str, data: Path, split: str | None, speakers: Sequen
 def text_features(samples: list[Sample], checkpoint: Checkpoint) -> tuple[list[int], torch.Tensor]:
     """Rows (MISSING where no text) and the MiniLM table [N, 384]."""
     from .features import text_matrix
-    from .frontends.text import TextEncoder
+    from .frontends.text import text_encoder_for
 
-    encoder = TextEncoder()
-    check_frontend(checkpoint.frontends.get("text", {}), encoder.identity(), "text")
+    encoder = text_encoder_for(checkpoint.frontends.get("text", {}))
     rows = [i if s.text else MISSING for i, s in enumerate(samples)]
     return rows, torch.from_numpy(text_matrix(samples, encoder))
 

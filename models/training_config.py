@@ -66,12 +66,15 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 6  # epochs without validation improvement before stopping
+    text_encoder: str = ""  # tuned MiniLM layers (a file in models/checkpoints), "" for the plain MiniLM
+    tune_layers: int = 2  # tune-text: how many top MiniLM layers are trained
+    max_tokens: int = 64  # tune-text: utterances are cut to this many tokens
 
     def __post_init__(self) -> None:
         """Types and ranges, so a bad value (``--set optim.epochs=abc``) stops the run before any work."""
         for f in fields(self):
             check_type(f, getattr(self, f.name), f.name)
-        for name in ("epochs", "batch_size", "patience"):
+        for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("modality_dropout", "context_truncation"):

@@ -146,6 +146,17 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
                        help="override a config value, e.g. --set network.max_context=1 (repeatable)")
     train.set_defaults(run=run_train)
 
+    tune = sub.add_parser(
+        "tune-text", help="fine-tune MiniLM's top layers for emotion (the text encoder a config names)",
+        description="Fine-tune the top MiniLM-L6 layers on the text corpora of a TOML config "
+                    "(models/configs/text_encoder.toml); the validation-best layers are written as safetensors.",
+    )
+    tune.add_argument("--config", type=Path, required=True, help="tuning config (models/configs/text_encoder.toml)")
+    tune.add_argument("--out", type=Path, required=True, help="layers to write (.safetensors)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set optim.epochs=1 (repeatable)")
+    tune.set_defaults(run=run_tune_text)
+
     ev = sub.add_parser(
         "evaluate", help="score a checkpoint on a labelled dataset",
         description="Score a checkpoint on a labelled dataset: WA, UA, weighted and unweighted F1, "
@@ -445,12 +456,25 @@ def run_train(args: argparse.Namespace) -> int:
     modalities = {d.modality for d in config.datasets}
     frontends = {}
     if modalities & {"text", "both"}:
-        frontends["text"] = TextEncoder()
+        frontends["text"] = TextEncoder(config.text_encoder or None)
     if modalities & {"audio", "both"}:
         frontends["audio"] = WhisperEncoder(compute_type="int8")
     checkpoint = train(config, frontends, args.out)
     print(json.dumps({"checkpoint": str(args.out), "best_valid_uwf1": checkpoint.training["best_valid_uwf1"],
                       "parameters": checkpoint.training["parameters"]}), flush=True)
+    return 0
+
+
+def run_tune_text(args: argparse.Namespace) -> int:
+    from models.training_config import TrainConfig
+
+    config = TrainConfig.from_toml(args.config, args.set)
+    _writable_file(args.out, "--out", (".safetensors",))
+    _load_torch(args)
+    from models.text_tuning import tune_text
+
+    report = tune_text(config, args.out)
+    print(json.dumps({"layers": str(args.out), "best_valid_uwf1": report["best_valid_uwf1"]}), flush=True)
     return 0
 
 

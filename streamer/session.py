@@ -58,14 +58,18 @@ class LoadedModels:
     feature_encoder: object | None
 
 
-def load_models(settings: Settings) -> LoadedModels:
-    """Load the models the settings name (seconds: Whisper, the checkpoint and MiniLM)."""
+def load_models(settings: Settings, asr_threads: int | None = None) -> LoadedModels:
+    """Load the models the settings name (seconds: Whisper, the checkpoint and MiniLM).
+
+    asr_threads: CTranslate2 threads per Whisper call (None: one per core, at most 4); a batch
+    worker, one of N on N cores, wants 1.
+    """
     from models.frontends.whisper import WhisperEncoder
     from models.predictor import EmotionPredictor
 
     from .transcriber import Transcriber
 
-    asr = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type)
+    asr = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type, asr_threads)
     predictor = EmotionPredictor(settings.model.checkpoint, settings.model.device)
     wanted = settings.model.modalities
     if wanted not in ("both", "audio", "text"):
@@ -75,7 +79,7 @@ def load_models(settings: Settings) -> LoadedModels:
     if use_audio and not same_frontend(predictor.frontends["audio"], asr.identity()):
         # The ASR model is not the one the checkpoint's acoustic features came from: run the
         # checkpoint's own (embedded) encoder for the features.
-        feature_encoder = WhisperEncoder(None, settings.asr.device, settings.asr.compute_type)
+        feature_encoder = WhisperEncoder(None, settings.asr.device, settings.asr.compute_type, asr_threads)
         if not same_frontend(predictor.frontends["audio"], feature_encoder.identity()):
             raise UserError(
                 f"the checkpoint's audio features came from {predictor.frontends['audio'].get('name')}, "
@@ -83,11 +87,9 @@ def load_models(settings: Settings) -> LoadedModels:
             )
     text_encoder = None
     if wanted in ("both", "text") and "text" in predictor.frontends:
-        from models.frontends.text import TextEncoder
+        from models.frontends.text import text_encoder_for
 
-        text_encoder = TextEncoder()
-        if not same_frontend(predictor.frontends["text"], text_encoder.identity()):
-            raise UserError("the checkpoint's text features came from another text encoder than the bundled MiniLM")
+        text_encoder = text_encoder_for(predictor.frontends["text"])
     return LoadedModels(
         transcriber=Transcriber(asr, settings.asr.decoding),
         predictor=predictor,

@@ -323,6 +323,9 @@ FLAG_CASES = {
     "train --set optim.epochs=abc": ["train", "--config", ROOT / "models/configs/default.toml", "--out",
                                      ROOT / "runs/never.pt", "--set", "optim.epochs=abc"],
     "train unwritable --out": ["train", "--config", ROOT / "models/configs/default.toml", "--out", ROOT / "README.md/x.pt"],
+    "tune-text --set tune_layers=0": ["tune-text", "--config", ROOT / "models/configs/text_encoder.toml", "--out",
+                                      ROOT / "runs/never.safetensors", "--set", "tune_layers=0"],
+    "tune-text --out .pt": ["tune-text", "--config", ROOT / "models/configs/text_encoder.toml", "--out", ROOT / "runs/x.pt"],
     "--threads 0": ["--threads", "0", "replay", MONO],
 }
 if not torch.cuda.is_available():

@@ -1,0 +1,189 @@
+"""Fine-tuning MiniLM-L6's top layers for emotion (``emostream tune-text --config FILE --out F``).
+
+The frozen sentence encoder was trained for topic similarity, not emotion: "I am really sorry"
+and "I am really glad" sit close together. This trains the top ``tune_layers`` transformer layers
+(and a linear classifier that is then thrown away) on single utterances of every text corpus in
+the config, through the one label table with partial labels (:func:`partial_cross_entropy`), so
+each corpus teaches only the classes it names. Every epoch draws at most ``corpus_epoch_size``
+utterances per corpus, classes weighted by 1/sqrt(frequency) within a corpus, so neither a big
+corpus nor a majority class (DailyDialog's 80 % neutral) sets the embedding's habits.
+
+The output is a safetensors file with the tuned layers only (fp16, about 3.5 MB per layer); the
+runtime loads it over the bundled MiniLM (:class:`models.frontends.text.TextEncoder`). The fusion
+model is then trained on the tuned embeddings (``text_encoder`` in its config). Utterances are
+encoded alone, as the runtime encodes them; the dialogue context is the fusion model's job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import load_dataset
+from .data.sample import Sample
+from .errors import UserError
+from .frontends.text import TEXT_DIM, TextEncoder, mean_pool
+from .labels import LabelSet, fold_matrix, label_set
+from .losses import partial_cross_entropy
+from .metrics import Scores, score
+from .training import _in_split, draw_dialogues
+from .training_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+N_LAYERS = 6  # MiniLM-L6
+HEAD_LR = 1e-3  # the throw-away classifier learns faster than the pretrained layers
+
+
+@dataclass(frozen=True)
+class Example:
+    """One utterance and its training target (``LabelSet.partial_target``)."""
+
+    text: str
+    label: int  # class index, -1 for a partial label
+    target: tuple[float, ...]  # [C]
+    support: tuple[bool, ...]  # [C]
+
+
+def training_examples(samples: list[Sample], labels: LabelSet) -> list[Example]:
+    """Labelled, non-empty utterances the label set can represent, with their partial targets."""
+    out = []
+    for s in samples:
+        if s.label is None or not (s.text or "").strip():
+            continue
+        made = labels.partial_target(s.label, s.dataset)
+        if made is not None:
+            out.append(Example(s.text, *made))
+    return out
+
+
+def balanced_draw(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """``n`` examples (all when n is 0 or covers them) drawn with weights 1/sqrt(class frequency)."""
+    if not n or n >= len(examples):
+        return list(examples)
+    freq = Counter(e.label for e in examples)
+    weights = [freq[e.label] ** -0.5 for e in examples]
+    return rng.choices(examples, weights=weights, k=n)
+
+
+def length_batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[Example]]:
+    """Shuffled batches of similar lengths: sorted within pools of 50 batches (less padding)."""
+    rng.shuffle(examples)
+    pool = 50 * batch_size
+    batches = []
+    for i in range(0, len(examples), pool):
+        chunk = sorted(examples[i : i + pool], key=lambda e: len(e.text))
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class Tuner(torch.nn.Module):
+    """MiniLM with its bottom layers frozen, and a linear head on the pooled embedding."""
+
+    def __init__(self, encoder: TextEncoder, n_classes: int, tune_layers: int) -> None:
+        super().__init__()
+        if not 1 <= tune_layers <= N_LAYERS:
+            raise UserError(f"tune_layers must be 1..{N_LAYERS}, got {tune_layers}")
+        self.tokenizer, self.max_tokens = encoder.tokenizer, encoder.max_tokens
+        self.model = encoder.model
+        self.prefixes = tuple(f"encoder.layer.{i}." for i in range(N_LAYERS - tune_layers, N_LAYERS))
+        for name, p in self.model.named_parameters():
+            p.requires_grad = name.startswith(self.prefixes)
+        self.head = torch.nn.Linear(TEXT_DIM, n_classes)
+        self.scale = 20.0  # the embedding has unit length: logits need a wider range
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """texts (B) -> logits [B, C]."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        states = self.model(**batch).last_hidden_state  # [B, L, 384]
+        return self.head(self.scale * mean_pool(states, batch["attention_mask"]))
+
+    def tuned_state(self) -> dict[str, torch.Tensor]:
+        """The tuned layers' weights, fp16, as the runtime loads them."""
+        return {k: v.detach().to(torch.float16).contiguous() for k, v in self.model.state_dict().items()
+                if k.startswith(self.prefixes)}
+
+
+@torch.inference_mode()
+def validate(tuner: Tuner, valid: dict[str, tuple[list[Sample], LabelSet]], labels: LabelSet) -> dict[str, Scores]:
+    """Per-corpus scores of the classifier head, each in its corpus's validation label set."""
+    tuner.eval()
+    out = {}
+    for name, (samples, valid_set) in valid.items():
+        kept = [(s, valid_set.index(s.label)) for s in samples if (s.text or "").strip()]
+        kept = [(s, y) for s, y in kept if y is not None]
+        if not kept:
+            continue
+        probs = np.concatenate([
+            tuner([s.text for s, _ in kept[i : i + 128]]).softmax(-1).numpy() for i in range(0, len(kept), 128)
+        ])  # [N, C]
+        folded = probs @ fold_matrix(labels, valid_set)
+        out[name] = score(np.array([y for _, y in kept]), folded.argmax(1), valid_set.labels)
+    tuner.train()
+    return out
+
+
+def tune_text(config: TrainConfig, out: Path) -> dict:
+    """Fine-tune, keep the epoch with the best mean validation macro-F1, write its layers to ``out``."""
+    from safetensors.torch import save_file
+
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    labels = config.labels
+    train: dict[str, list[Example]] = {}
+    valid: dict[str, tuple[list[Sample], LabelSet]] = {}
+    for spec in config.datasets:
+        if spec.modality != "text":
+            raise UserError(f"tune-text trains on text corpora; {spec.name} is {spec.modality}")
+        samples = load_dataset(spec.name, spec.path).samples
+        train[spec.name] = training_examples(
+            draw_dialogues([s for s in samples if _in_split(s, spec.train)], spec.max_dialogues, config.seed), labels)
+        va = draw_dialogues([s for s in samples if _in_split(s, spec.valid)], spec.max_dialogues, config.seed)
+        if va:
+            valid[spec.name] = (va, label_set(spec.valid_labels) if spec.valid_labels else labels)
+        log.info("%s: %d training utterances, %d validation", spec.name, len(train[spec.name]), len(va))
+    tuner = Tuner(TextEncoder(max_tokens=config.max_tokens), len(labels.labels), config.tune_layers)
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in tuner.model.parameters() if p.requires_grad], "lr": config.lr},
+        {"params": tuner.head.parameters(), "lr": HEAD_LR},
+    ], weight_decay=config.weight_decay)
+    best, best_state, history, stale = -1.0, None, [], 0
+    for epoch in range(config.epochs):
+        drawn = [e for name, ex in train.items() for e in balanced_draw(ex, config.corpus_epoch_size, rng)]
+        total = 0.0
+        for i, batch in enumerate(length_batches(drawn, config.batch_size, rng)):
+            logits = tuner([e.text for e in batch])
+            loss = partial_cross_entropy(logits, torch.tensor([e.target for e in batch]), torch.tensor([e.support for e in batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tuner.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item() * len(batch)
+            if i % 100 == 0:
+                log.info("epoch %d batch %d loss %.4f", epoch + 1, i, loss.item())
+        scores = validate(tuner, valid, labels)
+        mean_f1 = float(np.mean([s.uwf1 for s in scores.values()])) if scores else 0.0
+        history.append({"epoch": epoch + 1, "train_loss": round(total / len(drawn), 4),
+                        **{f"{k}_uwf1": round(s.uwf1, 4) for k, s in scores.items()},
+                        **{f"{k}_ua": round(s.ua, 4) for k, s in scores.items()}})
+        log.info("epoch %d loss %.4f valid %s", epoch + 1, total / len(drawn),
+                 " ".join(f"{k}={100 * s.uwf1:.1f}/{100 * s.ua:.1f}" for k, s in scores.items()))
+        if mean_f1 > best:
+            best, best_state, stale = mean_f1, tuner.tuned_state(), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    report = {"name": config.name, "tune_layers": config.tune_layers, "label_set": labels.name,
+              "best_valid_uwf1": round(best, 4), "history": history}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(best_state, str(out), metadata={"training": json.dumps(report)})
+    return report
