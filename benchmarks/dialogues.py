@@ -1,9 +1,14 @@
 """Two-voice recordings of corpus dialogues (train/dev splits only), with per-turn ground truth.
 
+The corpora are DailyDialog valid, MELD dev and IEMOCAP valid from the data root, and the
+written everyday dialogues of this repository (``benchmarks/data/written_dialogues.jsonl``, a
+dev set written for the project; ``benchmarks/data/README.md``).
+
 Used by ``benchmarks/end_to_end.py``. A dialogue of a text corpus is spoken turn by turn with
 espeak-ng, speaker A in one voice and B in another, and laid out with pauses into a mono mix and
 a stereo file (A left, B right). Everything is seeded: the same arguments give the same files,
-which are cached under ``runs/e2e/renders/`` (git-ignored).
+which are cached under ``runs/e2e/renders/`` (git-ignored); a cached dialogue whose text or
+labels no longer match its source is rendered again.
 
 Selection (per set, deterministic):
 
@@ -42,6 +47,7 @@ from models.data import load_dataset
 from models.data.sample import Sample, dialogues
 from models.labels import LABEL_SETS
 
+ROOT = Path(__file__).resolve().parents[1]
 RENDER_VERSION = 2  # bump when rendering changes, so stale caches are not reused
 CORE4 = LABEL_SETS["core4"]
 EMOTIONAL = ("angry", "sad", "happy")  # rarest first: the order of the round-robin draw
@@ -73,8 +79,8 @@ class CorpusSet:
 
     name: str
     dataset: str
-    path: str  # relative to the data root
-    split: str
+    path: str  # relative to the data root, or absolute (a file of this repository)
+    split: str | None  # None: the dataset has no splits (a dev set as a whole)
 
 
 SETS = {
@@ -83,6 +89,7 @@ SETS = {
         CorpusSet("everyday", "dailydialog", "text/dailydialog", "valid"),
         CorpusSet("meld", "meld", "text/meld/MELD_Dyadic", "dev"),
         CorpusSet("iemocap", "iemocap-text", "text/iemocap/iemocap_text.jsonl", "valid"),
+        CorpusSet("written", "written", str(ROOT / "benchmarks" / "data" / "written_dialogues.jsonl"), None),
     )
 }
 
@@ -211,7 +218,9 @@ def render(corpus: str, dialogue: list[Sample], index: int, seed: int, out_dir: 
     name = _file_stem(dialogue[0].dialogue or dialogue[0].id)
     meta = out_dir / f"{name}.json"
     if meta.is_file():
-        return _load_recording(meta)
+        cached = _load_recording(meta)
+        if [(t.corpus_text, t.raw_label) for t in cached.turns] == [(s.text or "", s.raw_label) for s in dialogue]:
+            return cached
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{seed}:{corpus}:{name}")
     voice_a, voice_b, kind = VOICE_PAIRS[index % len(VOICE_PAIRS)]

@@ -6,7 +6,8 @@
 
 Sets (train/dev splits only; ``benchmarks/dialogues.py`` says how dialogues are picked and
 spoken): ``everyday`` = DailyDialog valid, ``meld`` = MELD_Dyadic dev, ``iemocap`` = IEMOCAP
-valid (12-turn excerpts). Each recording is replayed in-process through ``build_pipeline`` and
+valid (12-turn excerpts), ``written`` = the written everyday dialogues of this repository
+(``benchmarks/data/written_dialogues.jsonl``, a dev set; it does not need ``--data``). Each recording is replayed in-process through ``build_pipeline`` and
 ``run_session`` (the code ``emostream replay --fast`` runs), models loaded once per modality
 setting. A run is ``modalities:layout``; the default runs are both, text and audio on the mono
 mix and both on the stereo file. Beside them:

@@ -7,11 +7,13 @@ measuring is right: known inputs, known answers.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.dialogues import read_wav, render, speakable
+from benchmarks.dialogues import SETS, read_wav, render, select_dialogues, speakable
 from benchmarks.e2e_metrics import (
     MISSED,
     Span,
@@ -139,6 +141,8 @@ def test_render_tiny_dialogue(tmp_path):
     assert not gap.any()
     again = render("tiny", samples, 0, seed=0, out_dir=tmp_path)  # cached: same truth
     assert again.turns == rec.turns
+    relabelled = [*samples[:2], replace(samples[2], raw_label="sad", label=Emotion.SAD)]
+    assert render("tiny", relabelled, 0, seed=0, out_dir=tmp_path).turns[2].label == "sad"  # stale cache re-rendered
     fresh = render("tiny", samples, 0, seed=0, out_dir=tmp_path / "again")  # re-rendered: same audio
     assert np.array_equal(read_wav(fresh.mono)[0][:, 0], mono)
     # The metric code on the render: the truth scored against itself is perfect.
@@ -146,3 +150,10 @@ def test_render_tiny_dialogue(tmp_path):
     result = aggregate([score_dialogue(truth, spans_from([t for t in truth if t.label is not None]) +
                                        [Span(truth[2].start, truth[2].end, truth[2].text, "A", "neutral")], LABELS)], LABELS)
     assert result["wer"] == 0.0 and result["segmentation_recall"] == 1.0 and result["ua"] == 1.0
+
+
+def test_written_set_is_read_from_the_repository_whatever_the_data_root():
+    chosen = select_dialogues(SETS["written"], Path("/nonexistent/data"), 6, seed=0)
+    assert len(chosen) == 6 and len({d[0].dialogue for d in chosen}) == 6
+    assert all(d[0].dataset == "written" and len({s.speaker for s in d}) == 2 for d in chosen)
+    assert {s.label for d in chosen for s in d} == {Emotion.NEUTRAL, Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY}
