@@ -19,6 +19,13 @@ share of utterances attributed correctly under the better of the two labelings (
 Speaker verification: EER and ROC AUC of same- versus different-speaker pairs of clips, scored by
 cosine similarity (CAM++) or negative distance (the hand-made prints).
 
+Streams with short pauses: the same turns joined into one mono recording by pauses of
+SHORT_PAUSE_S (all shorter than the segmenter's hangover, so without a split consecutive turns
+arrive as one utterance) and run through the real segmenter (webrtcvad), with and without the
+speaker-change split (``streamer.speaker_change``), then attributed. Each true turn takes the
+speaker of the utterance overlapping it most; accuracy under A/B swap as above. One-speaker
+streams give the share of inner pauses cut (the split chopping one voice).
+
 Voice prints are the expensive part (Whisper encoder and CAM++ passes); ``--cache`` keeps them in
 an .npz file between runs (delete it when a voice print changes).
 """
@@ -48,7 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.frontends.whisper import WhisperEncoder  # noqa: E402
-from streamer.records import SAMPLE_RATE, Speaker, Utterance  # noqa: E402
+from streamer.framing import Framer  # noqa: E402
+from streamer.records import SAMPLE_RATE, AudioBlock, Speaker, Utterance  # noqa: E402
+from streamer.segmenter import Segmenter, SegmenterConfig  # noqa: E402
+from streamer.speaker_change import SpeakerChangeConfig, SpeakerChangeDetector  # noqa: E402
 from streamer.speakers import (  # noqa: E402
     DEFAULT_NEW_SPEAKER_DISTANCE,
     EmbeddingClustering,
@@ -65,12 +75,18 @@ log = logging.getLogger("speaker_attribution")
 
 COST_CLIPS = 60  # espeak-ng turns timed end to end (embedding + clustering)
 P_SWITCH = 0.7  # probability that the next turn is the other speaker's
+SHORT_PAUSE_S = (0.05, 0.4)  # pauses between turns of the joined streams, uniform
+STREAM_TURNS = 12  # turns per joined stream
 EMODB_MALE = {"03", "10", "11", "12", "15"}  # EmoDB's documentation; the others are female
-ESPEAK_SAME_SEX = {("en-gb", "en-us+m3"), ("en-us+f2", "en-us+f4"), ("en-us+m1", "en-us+m7"), ("en-gb-scotland", "en-us+klatt")}
+ESPEAK_SAME_SEX = {("en-gb-scotland", "en-us+m7"), ("en-us+f2", "en-us+f4"), ("en-us+m1", "en-us+m7"), ("en-gb-scotland", "en-us+klatt")}
+# Two distinct voices each. On espeak-ng 1.51, "-v en-gb+f3" (any +variant on en-gb or en) is
+# byte-identical to "-v en-gb", and en-us, en-gb, en-gb-x-rp and en-gb-scotland are one voice in
+# four accents (CAM++ cosine distance 0.04-0.07 between their means, as within one voice); a
+# British female is en-gb-x-rp+f3 (or en+f3). docs/benchmarks.md, "Speaker attribution".
 ESPEAK_PAIRS = [
     ("en-us", "en-us+f3"),  # male / female
-    ("en-us", "en-gb+f3"),  # male / female, two accents (the pair of issue 9)
-    ("en-gb", "en-us+m3"),  # male / male, two accents
+    ("en-us", "en-gb-x-rp+f3"),  # male / female, two accents (what issue 9's en-us / en-gb+f3 meant)
+    ("en-gb-scotland", "en-us+m7"),  # male / male, two accents
     ("en-us+f2", "en-us+f4"),  # female / female
     ("en-us+m1", "en-us+m7"),  # male / male
     ("en-gb-scotland", "en-us+klatt"),  # male / male, two synthesizers
@@ -252,6 +268,83 @@ def load_corpus(paths: Iterable[Path], speaker_of, cache: PrintCache, corpus: st
     return clips
 
 
+@dataclass(frozen=True)
+class StreamResult:
+    """One joined stream through segmenter and attributor: accuracy under A/B swap over the true
+    turns, utterances emitted, and cuts made by the speaker-change split."""
+
+    accuracy: float
+    utterances: int
+    cuts: int
+
+
+def joined(dialogue: Dialogue, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """The dialogue's clips in one recording, 0.5 s of silence around it and SHORT_PAUSE_S
+    between turns: audio float32 [n_samples], and (start, end, speaker) per turn in seconds."""
+    pieces, turns, t = [np.zeros(SAMPLE_RATE // 2, np.float32)], [], 0.5
+    for k, clip in enumerate(dialogue):
+        turns.append((t, t + len(clip.audio) / SAMPLE_RATE, clip.speaker))
+        gap = rng.uniform(*SHORT_PAUSE_S) if k < len(dialogue) - 1 else 0.5
+        pieces += [clip.audio, np.zeros(round(gap * SAMPLE_RATE), np.float32)]
+        t = turns[-1][1] + round(gap * SAMPLE_RATE) / SAMPLE_RATE
+    return np.concatenate(pieces), turns
+
+
+def run_stream(audio: np.ndarray, turns: list[tuple[float, float, str]], config: SpeakerConfig,
+               change: SpeakerChangeDetector | None) -> StreamResult:
+    """Segment ``audio`` (the default SegmenterConfig; ``change``: the split, or None), attribute
+    each utterance with a fresh attributor, score the true turns."""
+    counted = _CountingChange(change) if change is not None else None
+    vad = SegmenterConfig()
+    framer, segmenter = Framer(0, vad.frame_ms), Segmenter(vad, 0, speaker_change=counted)
+    utterances = [u for i in range(0, len(audio), 1600)
+                  for f in framer.feed(AudioBlock(audio[i : i + 1600, None], i / SAMPLE_RATE)) for u in segmenter.feed(f)]
+    utterances += segmenter.flush()
+    attributor = make_attributor(config)
+    spans = [(u.start, u.end, attributor.assign(u, None)) for u in utterances]
+    truth, predicted = [], []
+    for start, end, speaker in turns:
+        shared = [max(0.0, min(end, b) - max(start, a)) for a, b, _ in spans]
+        if spans and max(shared) > 0:
+            truth.append(speaker == turns[0][2])
+            predicted.append(spans[int(np.argmax(shared))][2] is Speaker.A)
+    hits = float(np.mean(np.array(truth) == np.array(predicted))) if truth else 0.0
+    return StreamResult(max(hits, 1.0 - hits), len(utterances), counted.made if counted else 0)
+
+
+class _CountingChange:
+    """A SpeakerChange that counts the cuts (``made``) of the detector it wraps."""
+
+    def __init__(self, detector: SpeakerChangeDetector) -> None:
+        self.detector, self.made = detector, 0
+
+    def cuts(self, audio: np.ndarray, pauses: list[tuple[int, int]]) -> list[int]:
+        chosen = self.detector.cuts(audio, pauses)
+        self.made += len(chosen)
+        return chosen
+
+
+def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], config: SpeakerConfig, seed: int) -> None:
+    """Print accuracy with and without the split per corpus, and the one-speaker cut rate."""
+    print(row(["corpus", "turns", "utterances, no split", "accuracy, no split", "utterances, split",
+               "accuracy, split", "one speaker: cuts / turn joins inside an utterance"]))
+    print(row(["---"] * 7))
+    change = SpeakerChangeDetector(SpeakerChangeConfig(distance=SegmenterConfig().voice_change_distance))
+    for corpus, (dialogues, streams) in corpora.items():
+        rng = np.random.default_rng(seed)
+        recordings = [joined(d[:STREAM_TURNS], rng) for d in dialogues]
+        plain = [run_stream(a, t, config, None) for a, t in recordings]
+        split = [run_stream(a, t, config, change) for a, t in recordings]
+        alone = [joined(d[:STREAM_TURNS], rng) for d in streams]
+        cut = [run_stream(a, t, config, change) for a, t in alone]
+        before = sum(r.utterances - r.cuts for r in cut)  # utterances before cutting
+        inner = sum(len(t) for _, t in alone) - before  # joins of two turns that did not end an utterance
+        print(row([corpus, sum(len(t) for _, t in recordings), sum(r.utterances for r in plain),
+                   f"{np.mean([r.accuracy for r in plain]):.3f}", sum(r.utterances for r in split),
+                   f"{np.mean([r.accuracy for r in split]):.3f}",
+                   f"{sum(r.cuts for r in cut)} / {inner}" if alone else "—"]))
+
+
 def voice_config(feature: VoiceFeature, distance: float | None = None) -> SpeakerConfig:
     return SpeakerConfig(mode=SpeakerMode.VOICE, feature=feature, new_speaker_distance=distance)
 
@@ -308,6 +401,7 @@ def main() -> None:
                         help="comma-separated voice prints to compare (default: all; encoder is the slow one)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and BLAS threads (1: steady timings on a shared machine)")
+    parser.add_argument("--streams-only", action="store_true", help="only the table of streams with short pauses")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for path in (args.emodb, args.turevdb):
@@ -340,6 +434,22 @@ def main() -> None:
 
     def cross_sex(pair: tuple[str, str]) -> bool:
         return (pair[0] in EMODB_MALE) != (pair[1] in EMODB_MALE)
+
+    espeak_mono = [
+        [c for run in espeak for d in run.values() for c in d if c.speaker == voice][: args.turns]
+        for voice in sorted({v for pair in ESPEAK_PAIRS for v in pair})
+    ]
+    print(f"### Streams with short pauses ({SHORT_PAUSE_S[0]}-{SHORT_PAUSE_S[1]} s), {STREAM_TURNS} turns each, "
+          f"default voice print ({SpeakerConfig().feature.value})\n")
+    stream_table({
+        "espeak-ng same-sex": (of_pairs(espeak, lambda p: p in ESPEAK_SAME_SEX), espeak_mono),
+        "espeak-ng all": (of_pairs(espeak, lambda p: True), []),
+        "EmoDB same-sex": (of_pairs(emodb_d, lambda p: not cross_sex(p)), emodb_mono),
+        "EmoDB cross-sex": (of_pairs(emodb_d, cross_sex), []),
+    }, SpeakerConfig(), seed=0)
+    if args.streams_only:
+        return
+    print()
 
     print(f"### Accuracy (under A/B swap), {args.seeds} dialogues x {args.turns} turns per pair\n")
     header = [f"{a} / {b}" for a, b in ESPEAK_PAIRS] + [
@@ -377,10 +487,6 @@ def main() -> None:
     print("(defaults in bold, chosen on TurEV-DB: the best dialogue accuracy there)\n")
     print(row(["feature", "corpus"] + [f"distance #{k + 1}" for k in range(len(SWEEP[features[0]]))]))
     print(row(["---"] * (2 + len(SWEEP[features[0]]))))
-    espeak_mono = [
-        [c for run in espeak for d in run.values() for c in d if c.speaker == voice][: args.turns]
-        for voice in sorted({v for pair in ESPEAK_PAIRS for v in pair})
-    ]
     corpora = {
         "TurEV-DB (dev)": (of_pairs(turev_d, lambda p: True), turev_mono),
         "EmoDB": (of_pairs(emodb_d, lambda p: True), emodb_mono),

@@ -33,6 +33,7 @@ from .context import ContextConfig, DialogueContext
 from .framing import Framer
 from .records import AudioBlock, EmotionEvent, PartialEvent, Speaker, Transcript, Utterance
 from .segmenter import Segmenter, SegmenterConfig
+from .speaker_change import SpeakerChangeConfig, SpeakerChangeDetector
 from .speakers import SpeakerAttributor
 from .transcriber import Transcriber
 
@@ -79,7 +80,8 @@ class Pipeline:
     caller may switch.
     known_speakers: the speaker of each channel when the channel alone decides it (stereo by
     channel, a single speaker), so interim results can name it; None: the speaker is decided
-    by voice when the utterance ends, and interim results carry none.
+    by voice when the utterance ends, interim results carry none, and an utterance is cut where
+    the voice changes at an inner pause (``segmenter.voice_change_distance``).
     wall_clock: seconds, monotonic; used only for latency.
     """
 
@@ -101,7 +103,10 @@ class Pipeline:
     ) -> None:
         ids = itertools.count()
         self.framers = [Framer(c, segmenter.frame_ms) for c in range(channels)]
-        self.segmenters = [Segmenter(segmenter, c, ids) for c in range(channels)]
+        speaker_change = None  # by voice, an utterance is cut where the voice changes (streamer.speaker_change)
+        if known_speakers is None and segmenter.voice_change_distance > 0:
+            speaker_change = SpeakerChangeDetector(SpeakerChangeConfig(distance=segmenter.voice_change_distance))
+        self.segmenters = [Segmenter(segmenter, c, ids, speaker_change) for c in range(channels)]
         self.transcriber = transcriber
         self.attributor = attributor
         self.predictor = predictor

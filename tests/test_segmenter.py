@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from streamer.errors import UserError
 from streamer.framing import Framer, to_pcm16
 from streamer.records import SAMPLE_RATE, AudioBlock, Utterance
-from streamer.segmenter import Segmenter, SegmenterConfig, VoiceDetector
+from models.frontends.speaker import WEIGHTS
+from streamer.segmenter import Segmenter, SegmenterConfig, VoiceDetector, internal_pauses
 from streamer.sources import open_file
+from streamer.speaker_change import SpeakerChangeDetector
 from tests.conftest import EXAMPLES
 
 TOLERANCE_S = 0.15  # utterance boundary vs ground truth
+needs_campplus = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"CAM++ weights not installed ({WEIGHTS.name})")
 
 
 def blocks_of(audio: np.ndarray, block_n: int = 1600) -> list[AudioBlock]:
@@ -278,3 +281,80 @@ def test_silero_engine_finds_the_example_turns(dialogue_truth: list[tuple[str, f
 def test_an_unknown_vad_engine_is_a_user_error() -> None:
     with pytest.raises(UserError, match="vad.engine must be one of webrtcvad, silero"):
         SegmenterConfig(engine="rnnoise")
+
+
+# --- speaker changes inside an utterance ---------------------------------------------------------
+
+# Two espeak-ng voices 0.6+ apart (CAM++ cosine), answering each other after pauses shorter than the
+# hangover; the mix without a split is one or two utterances.
+MIXED_TURNS = [
+    ("en-us", "How was the interview this morning?"),
+    ("en-us+f3", "They turned me down, after three rounds of questions."),
+    ("en-us", "Oh no, I am so sorry to hear that."),
+    ("en-us+f3", "It is fine, I will find something better soon."),
+]
+SHORT_PAUSES_S = (0.12, 0.25, 0.18)  # between the turns above, all shorter than the 420 ms hangover
+
+
+def mixed(speak: Callable[..., np.ndarray], turns: list[tuple[str, str]],
+          pauses: tuple[float, ...]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The turns spoken and joined by ``pauses``, 0.5 s of silence around: audio float32 [n] and
+    each turn's (start, end) in seconds."""
+    pieces, bounds, t = [silence(0.5)], [], 0.5
+    for k, (voice, text) in enumerate(turns):
+        speech = speak(text, voice)
+        bounds.append((t, t + len(speech) / SAMPLE_RATE))
+        gap = silence(pauses[k] if k < len(pauses) else 0.5)
+        pieces += [speech, gap]
+        t = bounds[-1][1] + len(gap) / SAMPLE_RATE
+    return np.concatenate(pieces), bounds
+
+
+def segment_with_change(audio: np.ndarray, change, config: SegmenterConfig = SegmenterConfig()) -> list[Utterance]:
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0, speaker_change=change)
+    found = [u for block in blocks_of(audio) for frame in framer.feed(block) for u in segmenter.feed(frame)]
+    return found + segmenter.flush()
+
+
+def test_internal_pauses_are_the_non_speech_runs_between_voiced_frames() -> None:
+    voiced = [False, True, True, False, True, False, False, True, False, False]
+    assert internal_pauses(voiced) == [(3, 4), (5, 7)]
+    assert internal_pauses([False, False]) == [] and internal_pauses([True, False, False]) == []
+
+
+@needs_campplus
+def test_turns_merged_by_short_pauses_are_cut_where_the_voice_changes(speak: Callable[..., np.ndarray]) -> None:
+    audio, bounds = mixed(speak, MIXED_TURNS, SHORT_PAUSES_S)
+    merged = segment(audio)
+    assert len(merged) < len(MIXED_TURNS)  # the hangover glues the turns: the defect being fixed
+    found = segment_with_change(audio, SpeakerChangeDetector())
+    assert_boundaries(found, bounds)
+    assert [u.id for u in found] == list(range(len(found)))
+
+
+@needs_campplus
+def test_one_voice_is_not_cut_at_its_own_pauses(speak: Callable[..., np.ndarray]) -> None:
+    """The same voice, the same sentences and pauses: no cut (the speaker-change test must not
+    chop one speaker's sentences)."""
+    one_voice = [("en-us", text) for _, text in MIXED_TURNS] + [("en-us+f3", text) for _, text in MIXED_TURNS]
+    audio, _ = mixed(speak, one_voice[:4], SHORT_PAUSES_S)
+    assert len(segment_with_change(audio, SpeakerChangeDetector())) == len(segment(audio))
+    audio, _ = mixed(speak, one_voice[4:], SHORT_PAUSES_S)
+    assert len(segment_with_change(audio, SpeakerChangeDetector())) == len(segment(audio))
+
+
+@needs_campplus
+def test_ending_offers_the_last_part_as_it_is_decided(speak: Callable[..., np.ndarray]) -> None:
+    """With a speaker change, ending() shows the last part (same id and audio as decided), and the
+    earlier parts come with it, with smaller ids."""
+    audio, _ = mixed(speak, MIXED_TURNS[:2], SHORT_PAUSES_S[:1])
+    config = SegmenterConfig()
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0, speaker_change=SpeakerChangeDetector())
+    offered, found = None, []
+    for block in blocks_of(audio, block_n=480):
+        for frame in framer.feed(block):
+            found += segmenter.feed(frame)
+            offered = segmenter.ending() or offered
+    assert len(found) == 2 and offered is not None
+    assert offered.id == found[1].id > found[0].id
+    assert np.array_equal(offered.audio, found[1].audio)

@@ -187,6 +187,24 @@ def test_campplus_separates_two_espeak_voices(tmp_path: Path, voices: tuple[str,
 
 
 @needs_weights
+@needs_espeak
+def test_span_embeddings_of_one_pass_follow_the_voice_of_each_stretch(tmp_path: Path):
+    """embed_spans over the whole audio is embed(); over each voice of a two-voice mix, it is
+    nearer that voice (embedded alone) than the other."""
+    male = synthesize("en-us", "Did you see the game last night?", tmp_path)
+    female = synthesize("en-us+f3", "No, I was working late again.", tmp_path)
+    mix = np.concatenate([male, np.zeros(SAMPLE_RATE // 10, np.float32), female])
+    embedder = shared_embedder()
+    whole = embedder.embed_spans(mix, [(0.0, len(mix) / SAMPLE_RATE)])
+    assert whole.shape == (1, EMBEDDING_DIM) and np.allclose(whole[0], embedder.embed(mix), atol=1e-5)
+    edge = len(male) / SAMPLE_RATE
+    spans = embedder.embed_spans(mix, [(0.0, edge), (edge + 0.1, len(mix) / SAMPLE_RATE)])
+    alone = np.stack([embedder.embed(male), embedder.embed(female)])
+    assert np.allclose(np.linalg.norm(spans, axis=1), 1.0)
+    assert (spans @ alone.T).argmax(axis=1).tolist() == [0, 1]
+
+
+@needs_weights
 def test_campplus_mfcc_print_is_a_unit_embedding_then_a_weighted_unit_cepstrum(dialogue):
     audio = dialogue[0][1].audio
     vp = voice_print(VoiceFeature.CAMPPLUS_MFCC, audio)

@@ -47,6 +47,8 @@ N_MELS = 80
 EMBEDDING_DIM = 192
 MIN_AUDIO_S = 0.5  # shorter utterances are tiled (repeated) up to this length before the fbank
 SEGMENT_FRAMES = 100  # CAM's local context: means over 100-frame segments (at the TDNN's 20 ms hop)
+STATE_HOP_S = 0.02  # the frame-level states' hop: 10 ms fbank frames, strided 2 by the first TDNN
+STATE_OFFSET_S = 0.0125  # centre of state 0: the 25 ms fbank window of frame 0
 
 
 def fbank(audio: np.ndarray) -> np.ndarray:
@@ -237,13 +239,20 @@ class XVector(nn.Module):
         self.out_nonlinear = BatchNormReLU(channels)
         self.dense = Embedding(2 * channels, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame features [B, 320, T] -> frame-level states [B, 512, ceil(T / 2)] before pooling."""
         x = self.tdnn(x)  # [B, 128, T/2]
         for i in range(1, len(self.BLOCKS) + 1):
             x = getattr(self, f"transit{i}")(getattr(self, f"block{i}")(x))
-        x = self.out_nonlinear(x)  # [B, 512, T/2]
+        return self.out_nonlinear(x)  # [B, 512, T/2]
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame-level states [B, 512, T'] -> embedding [B, 192] (statistics pooling, dense)."""
         stats = torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=-1)  # [B, 1024]
         return self.dense(stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.frames(x))
 
 
 class CAMPPlus(nn.Module):
@@ -280,3 +289,26 @@ class SpeakerEmbedder:
         feats = torch.from_numpy(fbank(audio)).unsqueeze(0)  # [1, T, 80]
         embedding = self.network(feats)[0].double().numpy()
         return embedding / max(np.linalg.norm(embedding), 1e-12)
+
+    @torch.inference_mode()
+    def embed_spans(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+        """Embeddings of stretches of one utterance from a single network pass over all of it.
+
+        audio: float32 [n_samples] at 16 kHz; spans: (start, end) seconds from the start of
+        ``audio``. Returns float64 [len(spans), 192], each row L2-normalised: the frame-level
+        states (one per STATE_HOP_S) whose centre lies in the span are pooled, so a span costs
+        a pooling and a dense layer, not a pass. Close to, not equal to, ``embed`` of the span
+        cut out: the fbank mean, the context-aware masks and the receptive field (about
+        +-0.2 s) see the whole utterance. Spans shorter than two states are widened to two.
+        """
+        feats = torch.from_numpy(fbank(audio)).unsqueeze(0)  # [1, T, 80]
+        states = self.network.xvector.frames(self.network.head(feats))  # [1, 512, T']
+        n = states.shape[-1]
+        centres = STATE_OFFSET_S + STATE_HOP_S * np.arange(n)  # seconds, [T']
+        pooled = []
+        for start, end in spans:
+            a, b = np.searchsorted(centres, start), np.searchsorted(centres, end)
+            a, b = min(a, n - 2), max(b, min(a, n - 2) + 2)
+            pooled.append(self.network.xvector.pool(states[..., a:b])[0])
+        embeddings = torch.stack(pooled).double().numpy()  # [n_spans, 192]
+        return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
