@@ -45,12 +45,13 @@ class Recognizer:
     """The loaded models plus the settings every stream runs with.
 
     settings: default ``load_settings()`` (config.toml's values); e.g.
-    ``load_settings("my.toml").updated({"vad": {"aggressiveness": 2}})``.
+    ``load_settings("my.toml").updated({"vad": {"aggressiveness": 2}})``. asr_threads:
+    CTranslate2 threads per Whisper call (None: one per core, at most 4).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, asr_threads: int | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self.models: LoadedModels = load_models(self.settings)
+        self.models: LoadedModels = load_models(self.settings, asr_threads)
 
     def pipeline(self, channels: int) -> Pipeline:
         """A fresh pipeline over the shared models for one stream of ``channels`` (1 or 2)."""

@@ -24,6 +24,7 @@ and each costs a Whisper pass.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import io
@@ -32,6 +33,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -130,17 +132,26 @@ def batch_settings(settings: Settings) -> Settings:
 
 
 class FileScorer:
-    """Loaded models that score recordings one at a time, as ``replay --fast --json`` would."""
+    """Loaded models that score recordings one at a time, as ``replay --fast --json`` would.
+
+    threads: the threads each of torch, CTranslate2 (Whisper) and numpy's BLAS may use. A batch
+    runs one worker per core, each with one thread: more would only make the workers' thread
+    pools compete for the cores (two CTranslate2 threads per worker used 10 % more CPU time for
+    the same batch, docs/benchmarks.md "Batch").
+    """
 
     def __init__(self, settings: Settings, threads: int = 1) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
         from transformers.utils import logging as transformers_logging
 
         from .api import Recognizer
 
-        torch.set_num_threads(max(1, threads))
+        threads = max(1, threads)
+        torch.set_num_threads(threads)
+        threadpool_limits(threads, user_api="blas")
         transformers_logging.disable_progress_bar()
-        self.recognizer = Recognizer(settings)
+        self.recognizer = Recognizer(settings, asr_threads=threads)
 
     def score(self, path: str) -> Outcome:
         """One recording's JSON lines; a failure becomes an Outcome with the error, never a raise."""
@@ -174,10 +185,28 @@ _scorer: FileScorer | None = None  # one per worker process
 
 
 def _start_worker(settings: Settings, threads: int) -> None:
-    """Process pool initializer: Ctrl-C is the parent's to handle; load the models once."""
+    """Process pool initializer: Ctrl-C is the parent's to handle; load the models once; end
+    without the interpreter's teardown (:func:`_exit_at_once`)."""
     global _scorer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    atexit.register(_exit_at_once)
     _scorer = FileScorer(settings, threads)
+
+
+def _exit_at_once() -> None:
+    """A worker's last act (atexit): flush stdio and logging, then ``os._exit(0)``.
+
+    The pool lets a worker exit only after the worker has sent every result through the
+    pool's pipe, and a worker writes no files (the parent is the only writer of ``OUT``), so
+    nothing is left to save. What ``os._exit`` skips is the interpreter tearing down the loaded
+    torch, CTranslate2 and transformers modules object by object: 2-6 s per worker, at the end
+    of the batch while the command waits (docs/benchmarks.md "Batch"). The exit status is 0
+    as it was: the pool's workers return normally even when a recording or the initializer fails.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _score_in_worker(path: str) -> Outcome:
