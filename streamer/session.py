@@ -87,11 +87,9 @@ def load_models(settings: Settings, asr_threads: int | None = None) -> LoadedMod
             )
     text_encoder = None
     if wanted in ("both", "text") and "text" in predictor.frontends:
-        from models.frontends.text import TextEncoder
+        from models.frontends.text import text_encoder_for
 
-        text_encoder = TextEncoder()
-        if not same_frontend(predictor.frontends["text"], text_encoder.identity()):
-            raise UserError("the checkpoint's text features came from another text encoder than the bundled MiniLM")
+        text_encoder = text_encoder_for(predictor.frontends["text"])
     return LoadedModels(
         transcriber=Transcriber(asr, settings.asr.decoding),
         predictor=predictor,
