@@ -196,7 +196,9 @@ def attribute(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
     """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
     attributor = make_attributor(config)
     if isinstance(attributor, (VoiceClustering, EmbeddingClustering)):
-        return [attributor.assign_print(clip.prints[config.feature]) for clip in dialogue]
+        if isinstance(attributor, VoiceClustering):
+            return [attributor.assign_print(clip.prints[config.feature]) for clip in dialogue]
+        return [attributor.assign_print(clip.prints[config.feature], len(clip.audio) / SAMPLE_RATE) for clip in dialogue]
     return feed(attributor, dialogue)
 
 
@@ -276,6 +278,8 @@ class StreamResult:
     accuracy: float
     utterances: int
     cuts: int
+    asked: int  # utterances with an inner pause, handed to the split
+    split_s: float  # wall seconds spent in the split
 
 
 def joined(dialogue: Dialogue, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
@@ -309,18 +313,23 @@ def run_stream(audio: np.ndarray, turns: list[tuple[float, float, str]], config:
             truth.append(speaker == turns[0][2])
             predicted.append(spans[int(np.argmax(shared))][2] is Speaker.A)
     hits = float(np.mean(np.array(truth) == np.array(predicted))) if truth else 0.0
-    return StreamResult(max(hits, 1.0 - hits), len(utterances), counted.made if counted else 0)
+    if counted is None:
+        return StreamResult(max(hits, 1.0 - hits), len(utterances), 0, 0, 0.0)
+    return StreamResult(max(hits, 1.0 - hits), len(utterances), counted.made, counted.asked, counted.spent)
 
 
 class _CountingChange:
-    """A SpeakerChange that counts the cuts (``made``) of the detector it wraps."""
+    """A SpeakerChange that counts the cuts (``made``) of the detector it wraps, the utterances it
+    was asked about (``asked``) and the seconds it took (``spent``, wall clock)."""
 
     def __init__(self, detector: SpeakerChangeDetector) -> None:
-        self.detector, self.made = detector, 0
+        self.detector, self.made, self.asked, self.spent = detector, 0, 0, 0.0
 
     def cuts(self, audio: np.ndarray, pauses: list[tuple[int, int]]) -> list[int]:
+        started = time.perf_counter()
         chosen = self.detector.cuts(audio, pauses)
-        self.made += len(chosen)
+        self.spent += time.perf_counter() - started
+        self.made, self.asked = self.made + len(chosen), self.asked + 1
         return chosen
 
 
@@ -330,6 +339,7 @@ def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], conf
                "accuracy, split", "one speaker: cuts / turn joins inside an utterance"]))
     print(row(["---"] * 7))
     change = SpeakerChangeDetector(SpeakerChangeConfig(distance=SegmenterConfig().voice_change_distance))
+    costs: list[StreamResult] = []
     for corpus, (dialogues, streams) in corpora.items():
         rng = np.random.default_rng(seed)
         recordings = [joined(d[:STREAM_TURNS], rng) for d in dialogues]
@@ -343,6 +353,11 @@ def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], conf
                    f"{np.mean([r.accuracy for r in plain]):.3f}", sum(r.utterances for r in split),
                    f"{np.mean([r.accuracy for r in split]):.3f}",
                    f"{sum(r.cuts for r in cut)} / {inner}" if alone else "—"]))
+        costs += split
+    asked = sum(r.asked for r in costs)
+    print(f"\nCost of the split: {1e3 * sum(r.split_s for r in costs) / max(sum(r.utterances for r in costs), 1):.1f} ms "
+          f"per utterance, {1e3 * sum(r.split_s for r in costs) / max(asked, 1):.1f} ms per utterance with an inner pause "
+          f"({asked} of {sum(r.utterances - r.cuts for r in costs)}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def voice_config(feature: VoiceFeature, distance: float | None = None) -> SpeakerConfig:
@@ -440,12 +455,12 @@ def main() -> None:
         for voice in sorted({v for pair in ESPEAK_PAIRS for v in pair})
     ]
     print(f"### Streams with short pauses ({SHORT_PAUSE_S[0]}-{SHORT_PAUSE_S[1]} s), {STREAM_TURNS} turns each, "
-          f"default voice print ({SpeakerConfig().feature.value})\n")
-    stream_table({
-        "espeak-ng same-sex": (of_pairs(espeak, lambda p: p in ESPEAK_SAME_SEX), espeak_mono),
-        "espeak-ng all": (of_pairs(espeak, lambda p: True), []),
-        "EmoDB same-sex": (of_pairs(emodb_d, lambda p: not cross_sex(p)), emodb_mono),
-        "EmoDB cross-sex": (of_pairs(emodb_d, cross_sex), []),
+          f"one per pair or voice, default voice print ({SpeakerConfig().feature.value})\n")
+    stream_table({  # the first seed's dialogues (each stream is segmented and embedded anew: slow)
+        "espeak-ng same-sex": (of_pairs(espeak[:1], lambda p: p in ESPEAK_SAME_SEX), espeak_mono),
+        "espeak-ng all": (of_pairs(espeak[:1], lambda p: True), []),
+        "EmoDB same-sex": (of_pairs(emodb_d[:1], lambda p: not cross_sex(p)), monologues(emodb, args.turns, 0)),
+        "EmoDB cross-sex": (of_pairs(emodb_d[:1], cross_sex), []),
     }, SpeakerConfig(), seed=0)
     if args.streams_only:
         return
@@ -524,10 +539,10 @@ def main() -> None:
     clustering = make_attributor(default)
     t = time.perf_counter()
     for clip in long_stream:
-        clustering.assign_print(clip.prints[default.feature])
+        clustering.assign_print(clip.prints[default.feature], len(clip.audio) / SAMPLE_RATE)
     cluster_ms = (time.perf_counter() - t) / len(long_stream) * 1e3
     t = time.perf_counter()
-    clustering.assign_print(long_stream[0].prints[default.feature])
+    clustering.assign_print(long_stream[0].prints[default.feature], len(long_stream[0].audio) / SAMPLE_RATE)
     full_ms = (time.perf_counter() - t) * 1e3
     print(f"- embedding + clustering, {len(clips)} espeak-ng turns of mean {seconds:.1f} s: {per_utt:.1f} ms per utterance "
           f"({args.threads} torch/BLAS thread{'s' if args.threads > 1 else ''})")

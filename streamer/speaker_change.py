@@ -39,7 +39,7 @@ class SpeakerChangeConfig:
     audio on each side that is embedded, seconds."""
 
     distance: float = 0.45
-    min_side_s: float = 0.6
+    min_side_s: float = 0.8
     window_s: float = 1.5
 
 

@@ -243,14 +243,14 @@ def test_alternating_speakers_are_named_consistently_first_is_a():
     rng = np.random.default_rng(1)
     truth = [1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0]  # the first utterance is speaker "1"
     clustering = EmbeddingClustering(0.5)
-    speakers = [clustering.assign_print(voice(basis(t), rng)) for t in truth]
+    speakers = [clustering.assign_print(voice(basis(t), rng), 1.0) for t in truth]
     assert speakers == [Speaker.A if t == 1 else Speaker.B for t in truth]
 
 
 def test_a_single_speaker_stays_on_a():
     rng = np.random.default_rng(2)
     clustering = EmbeddingClustering(0.5)
-    assert [clustering.assign_print(voice(basis(0), rng)) for _ in range(40)] == [Speaker.A] * 40
+    assert [clustering.assign_print(voice(basis(0), rng), 1.0) for _ in range(40)] == [Speaker.A] * 40
 
 
 def test_a_wrong_early_guess_is_corrected_by_later_evidence():
@@ -259,16 +259,26 @@ def test_a_wrong_early_guess_is_corrected_by_later_evidence():
     rng = np.random.default_rng(3)
     odd_a = 0.2 * basis(0) + np.sqrt(1 - 0.2**2) * basis(2)  # cosine distance 0.8 from A's centre
     clustering = EmbeddingClustering(0.4)
-    assert clustering.assign_print(basis(0)) is Speaker.A
-    assert clustering.assign_print(odd_a) is Speaker.B  # the wrong early guess
+    assert clustering.assign_print(basis(0), 1.0) is Speaker.A
+    assert clustering.assign_print(odd_a, 1.0) is Speaker.B  # the wrong early guess
     for _ in range(3):
-        assert clustering.assign_print(voice(basis(0), rng, 0.3)) is Speaker.A
-        assert clustering.assign_print(voice(basis(1), rng, 0.3)) is Speaker.B
-    assert clustering.assign_print(odd_a) is Speaker.A  # corrected
+        assert clustering.assign_print(voice(basis(0), rng, 0.3), 1.0) is Speaker.A
+        assert clustering.assign_print(voice(basis(1), rng, 0.3), 1.0) is Speaker.B
+    assert clustering.assign_print(odd_a, 1.0) is Speaker.A  # corrected
 
 
 def test_one_odd_utterance_is_not_enough_to_open_b():
-    """The minimum-evidence rule: a lone utterance needs EVIDENCE_DISTANCE more distance."""
+    """The minimum-evidence rule: a lone 1 s utterance needs EVIDENCE_DISTANCE more distance."""
     slightly_odd = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.5)
-    assert [clustering.assign_print(v) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
+    assert [clustering.assign_print(v, 1.0) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
+
+
+@pytest.mark.parametrize("seconds, speaker", [(1.0, Speaker.A), (4.0, Speaker.B)])
+def test_evidence_is_counted_in_seconds_of_speech(seconds: float, speaker: Speaker):
+    """A voice 0.6 apart after A's two turns: one 1 s utterance of it is not enough (bar
+    0.4 + 0.3 / 1 = 0.7), one of 4 s is (0.4 + 0.3 / 2 = 0.55)."""
+    other = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
+    clustering = EmbeddingClustering(0.4)
+    assert clustering.assign_print(basis(0), 2.0) is Speaker.A and clustering.assign_print(basis(0), 2.0) is Speaker.A
+    assert clustering.assign_print(other, seconds) is speaker
