@@ -205,6 +205,23 @@ def test_span_embeddings_of_one_pass_follow_the_voice_of_each_stretch(tmp_path: 
 
 
 @needs_weights
+def test_a_second_look_at_the_same_audio_reuses_the_pass_and_gives_the_same_print():
+    """embed() after embed_spans() of equal audio (an utterance the speaker-change detector did
+    not cut) pools the kept states: bit for bit the print of a fresh pass. Other audio is not
+    served from the kept pass."""
+    from models.frontends.speaker import SpeakerEmbedder
+
+    rng = np.random.default_rng(0)
+    first, second = (rng.standard_normal(2 * SAMPLE_RATE).astype(np.float32) * 0.1 for _ in range(2))
+    fresh = [SpeakerEmbedder().embed(audio) for audio in (first, second)]
+    embedder = SpeakerEmbedder()
+    embedder.embed_spans(first, [(0.0, 1.0), (1.0, 2.0)])
+    kept = embedder._last
+    assert np.array_equal(embedder.embed(first.copy()), fresh[0]) and embedder._last is kept  # reused
+    assert np.array_equal(embedder.embed(second), fresh[1]) and embedder._last is not kept
+
+
+@needs_weights
 def test_campplus_mfcc_print_is_a_unit_embedding_then_a_weighted_unit_cepstrum(dialogue):
     audio = dialogue[0][1].audio
     vp = voice_print(VoiceFeature.CAMPPLUS_MFCC, audio)
