@@ -77,6 +77,7 @@ COST_CLIPS = 60  # espeak-ng turns timed end to end (embedding + clustering)
 P_SWITCH = 0.7  # probability that the next turn is the other speaker's
 SHORT_PAUSE_S = (0.05, 0.4)  # pauses between turns of the joined streams, uniform
 STREAM_TURNS = 12  # turns per joined stream
+JOIN_TOLERANCE_S = 0.15  # a cut this near the pause between two turns is at their join, seconds
 EMODB_MALE = {"03", "10", "11", "12", "15"}  # EmoDB's documentation; the others are female
 ESPEAK_SAME_SEX = {("en-gb-scotland", "en-us+m7"), ("en-us+f2", "en-us+f4"), ("en-us+m1", "en-us+m7"), ("en-gb-scotland", "en-us+klatt")}
 # Two distinct voices each. On espeak-ng 1.51, "-v en-gb+f3" (any +variant on en-gb or en) is
@@ -275,9 +276,10 @@ class StreamResult:
     """One joined stream through segmenter and attributor: accuracy under A/B swap over the true
     turns, utterances emitted, and cuts made by the speaker-change split."""
 
-    accuracy: float
+    accuracy: float  # under A/B swap; for one speaker, the share of turns on A
     utterances: int
     cuts: int
+    chops: int  # cuts inside a turn (not in the pause between two turns)
     asked: int  # utterances with an inner pause, handed to the split
     split_s: float  # wall seconds spent in the split
 
@@ -313,9 +315,12 @@ def run_stream(audio: np.ndarray, turns: list[tuple[float, float, str]], config:
             truth.append(speaker == turns[0][2])
             predicted.append(spans[int(np.argmax(shared))][2] is Speaker.A)
     hits = float(np.mean(np.array(truth) == np.array(predicted))) if truth else 0.0
+    accuracy = hits if len({speaker for _, _, speaker in turns}) == 1 else max(hits, 1.0 - hits)
+    gaps = [(a[1] - JOIN_TOLERANCE_S, b[0] + JOIN_TOLERANCE_S) for a, b in zip(turns, turns[1:])]
+    chops = sum(u.voice_change and not any(lo <= u.start <= hi for lo, hi in gaps) for u in utterances)
     if counted is None:
-        return StreamResult(max(hits, 1.0 - hits), len(utterances), 0, 0, 0.0)
-    return StreamResult(max(hits, 1.0 - hits), len(utterances), counted.made, counted.asked, counted.spent)
+        return StreamResult(accuracy, len(utterances), 0, 0, 0, 0.0)
+    return StreamResult(accuracy, len(utterances), counted.made, chops, counted.asked, counted.spent)
 
 
 class _CountingChange:
@@ -336,8 +341,9 @@ class _CountingChange:
 def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], config: SpeakerConfig, seed: int) -> None:
     """Print accuracy with and without the split per corpus, and the one-speaker cut rate."""
     print(row(["corpus", "turns", "utterances, no split", "accuracy, no split", "utterances, split",
-               "accuracy, split", "one speaker: cuts / turn joins inside an utterance"]))
-    print(row(["---"] * 7))
+               "accuracy, split", "cuts inside a turn", "one speaker: cuts at joins / inside a turn / joins in an utterance",
+               "one speaker: on A, no split / split"]))
+    print(row(["---"] * 9))
     change = SpeakerChangeDetector(SpeakerChangeConfig(distance=SegmenterConfig().voice_change_distance))
     costs: list[StreamResult] = []
     for corpus, (dialogues, streams) in corpora.items():
@@ -347,12 +353,14 @@ def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], conf
         split = [run_stream(a, t, config, change) for a, t in recordings]
         alone = [joined(d[:STREAM_TURNS], rng) for d in streams]
         cut = [run_stream(a, t, config, change) for a, t in alone]
+        whole = [run_stream(a, t, config, None) for a, t in alone]
         before = sum(r.utterances - r.cuts for r in cut)  # utterances before cutting
         inner = sum(len(t) for _, t in alone) - before  # joins of two turns that did not end an utterance
         print(row([corpus, sum(len(t) for _, t in recordings), sum(r.utterances for r in plain),
                    f"{np.mean([r.accuracy for r in plain]):.3f}", sum(r.utterances for r in split),
-                   f"{np.mean([r.accuracy for r in split]):.3f}",
-                   f"{sum(r.cuts for r in cut)} / {inner}" if alone else "—"]))
+                   f"{np.mean([r.accuracy for r in split]):.3f}", sum(r.chops for r in split),
+                   f"{sum(r.cuts - r.chops for r in cut)} / {sum(r.chops for r in cut)} / {inner}" if alone else "—",
+                   f"{np.mean([r.accuracy for r in whole]):.3f} / {np.mean([r.accuracy for r in cut]):.3f}" if alone else "—"]))
         costs += split
     asked = sum(r.asked for r in costs)
     print(f"\nCost of the split: {1e3 * sum(r.split_s for r in costs) / max(sum(r.utterances for r in costs), 1):.1f} ms "

@@ -64,7 +64,9 @@ class Utterance:
     """A stretch of speech cut by the segmenter from one channel.
 
     audio: float32 [n_samples] at 16 kHz; start/end: seconds of the stream;
-    decided_at: stream time at which end-of-speech was decided (end + hangover), seconds.
+    decided_at: stream time at which end-of-speech was decided (end + hangover), seconds;
+    voice_change: the segmenter cut it from the utterance before it, where it heard the voice
+    change (``streamer.speaker_change``), so the two are likely different speakers.
     """
 
     id: int
@@ -73,6 +75,7 @@ class Utterance:
     end: float
     audio: np.ndarray = field(repr=False)
     decided_at: float
+    voice_change: bool = False
 
     @property
     def duration(self) -> float:

@@ -209,7 +209,7 @@ class Segmenter:
             return None
         parts = self._parts(self._frames[: last_voiced + 1], self._voiced[: last_voiced + 1])
         first, last = parts[-1]
-        return self._utterance(self._frames[first:last], self._reserve(len(parts))[-1], decided_at=self._frames[-1].end)
+        return self._utterance(self._frames[first:last], self._reserve(len(parts))[-1], self._frames[-1].end, len(parts) > 1)
 
     def flush(self) -> list[Utterance]:
         """End of stream: close the open utterance, if any."""
@@ -248,7 +248,7 @@ class Segmenter:
         parts = self._parts(frames, voiced)
         ids = self._reserve(len(parts))
         self._reserved = []
-        return [self._utterance(frames[a:b], id, decided_at) for (a, b), id in zip(parts, ids)]
+        return [self._utterance(frames[a:b], id, decided_at, k > 0) for k, ((a, b), id) in enumerate(zip(parts, ids))]
 
     def _reserve(self, n: int) -> list[int]:
         """The ids of the open utterance's first ``n`` parts, drawn once and kept until it is cut
@@ -282,11 +282,11 @@ class Segmenter:
         self._parts_memo = (key, parts)
         return parts
 
-    def _utterance(self, frames: list[Frame], id: int, decided_at: float) -> Utterance:
+    def _utterance(self, frames: list[Frame], id: int, decided_at: float, voice_change: bool = False) -> Utterance:
         audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
         return Utterance(
             id=id, channel=self.channel, start=frames[0].start, end=frames[-1].end,
-            audio=audio, decided_at=decided_at,
+            audio=audio, decided_at=decided_at, voice_change=voice_change,
         )
 
 

@@ -363,7 +363,11 @@ class EmbeddingClustering:
     2-means finds a gap even in one voice; with 1 s apart the bar is 0.65, with 9 s 0.45).
     Evidence counted in seconds rather than utterances lets a few long turns of a second voice
     open B as early as many short words would (measured: docs/benchmarks.md, "Speaker
-    attribution"). Otherwise there is one speaker, A.
+    attribution"). The split also stands, on less distance (LINKED_DISTANCE), when every
+    utterance that the segmenter cut from the one before at a voice change
+    (``Utterance.voice_change``) lies on the other side than that one: the local comparison
+    either side of a pause is evidence the group means do not have. Otherwise there is one
+    speaker, A.
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
     speakers already emitted wins (a tie: the group of the first utterance is A). The new
@@ -374,6 +378,8 @@ class EmbeddingClustering:
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
     EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
+    LINKS_NEEDED = 1  # voice-change cuts that must all fall between the groups for the second rule
+    LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
 
     def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """embed: float32 audio [n_samples] at 16 kHz -> unit embedding [dim]; None loads CAM++
@@ -382,6 +388,7 @@ class EmbeddingClustering:
         self._embed = embed
         self._embeddings: list[np.ndarray] = []  # unit vectors [dim], stream order
         self._seconds: list[float] = []  # each utterance's duration, seconds
+        self._changes: list[bool] = []  # each utterance's voice_change (cut from the one before)
         self._emitted: list[Speaker] = []
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
@@ -392,15 +399,16 @@ class EmbeddingClustering:
     def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
                voice: np.ndarray | None = None) -> Speaker:
         embedding = voice if voice is not None else self.print_of(utterance, encoder_states)
-        return self.assign_print(embedding, len(utterance.audio) / SAMPLE_RATE)
+        return self.assign_print(embedding, len(utterance.audio) / SAMPLE_RATE, utterance.voice_change)
 
-    def assign_print(self, embedding: np.ndarray, seconds: float) -> Speaker:
-        """Attribute one utterance by its embedding [dim] (any length; it is normalised) and its
-        duration (seconds of audio)."""
+    def assign_print(self, embedding: np.ndarray, seconds: float, voice_change: bool = False) -> Speaker:
+        """Attribute one utterance by its embedding [dim] (any length; it is normalised), its
+        duration (seconds of audio) and whether it was cut from the one before at a voice change."""
         self._embeddings.append(embedding / max(float(np.linalg.norm(embedding)), 1e-12))
         self._seconds.append(seconds)
+        self._changes.append(voice_change)
         if len(self._embeddings) > self.MAX_HISTORY:
-            del self._embeddings[0], self._seconds[0], self._emitted[0]
+            del self._embeddings[0], self._seconds[0], self._changes[0], self._emitted[0]
         groups = self._groups(np.stack(self._embeddings))  # bool [n], True = B's side
         speaker = Speaker.B if groups[-1] else Speaker.A
         self._emitted.append(speaker)
@@ -416,7 +424,10 @@ class EmbeddingClustering:
         seconds = np.array(self._seconds)
         smaller = max(min(float(seconds[side].sum()), float(seconds[~side].sum())), 1e-3)
         needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
-        if 1.0 - float(centroids[0] @ centroids[1]) <= needed:
+        between = 1.0 - float(centroids[0] @ centroids[1])
+        linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
+        held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
+        if between <= needed and not held:
             return np.zeros(n, bool)
         if side[0]:
             side = ~side  # the first utterance's group is A unless the emitted names say otherwise

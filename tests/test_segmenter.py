@@ -330,6 +330,8 @@ def test_turns_merged_by_short_pauses_are_cut_where_the_voice_changes(speak: Cal
     found = segment_with_change(audio, SpeakerChangeDetector())
     assert_boundaries(found, bounds)
     assert [u.id for u in found] == list(range(len(found)))
+    merged_starts = {round(u.start, 2) for u in merged}  # a part cut at a voice change is marked
+    assert [u.voice_change for u in found] == [round(u.start, 2) not in merged_starts for u in found]
 
 
 @needs_campplus

@@ -299,3 +299,13 @@ def test_evidence_is_counted_in_seconds_of_speech(seconds: float, speaker: Speak
     clustering = EmbeddingClustering(0.4)
     assert clustering.assign_print(basis(0), 2.0) is Speaker.A and clustering.assign_print(basis(0), 2.0) is Speaker.A
     assert clustering.assign_print(other, seconds) is speaker
+
+
+@pytest.mark.parametrize("voice_change, speaker", [(False, Speaker.A), (True, Speaker.B)])
+def test_a_part_cut_at_a_voice_change_may_open_b_on_less_distance(voice_change: bool, speaker: Speaker):
+    """Two parts the segmenter cut apart at a voice change are taken as two speakers once 2-means
+    puts them on different sides 0.3 apart (LINKED_DISTANCE 0.15), below the evidence bar."""
+    near = 0.7 * basis(0) + np.sqrt(1 - 0.7**2) * basis(2)  # distance 0.3 from A
+    clustering = EmbeddingClustering(0.35)
+    assert clustering.assign_print(basis(0), 2.0) is Speaker.A
+    assert clustering.assign_print(near, 2.0, voice_change) is speaker
