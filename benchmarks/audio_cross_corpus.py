@@ -84,12 +84,28 @@ def loso_figures(name: str, corpora: dict[str, dict], layer_of: dict[str, str | 
               + " ".join(f"{norm} {100 * loso[f'{name}/{corpus}'][norm]:.1f}" for norm in NORMALISATIONS), flush=True)
 
 
+def every_layer(kind: str, corpora: dict[str, dict], out: dict) -> None:
+    """Cross-corpus UA of every layer view, speaker-online, clean training (exploration: a
+    layer picked from this table has been chosen on the test language)."""
+    for train, test in (CORPORA, CORPORA[::-1]):
+        a, b = corpora[train], corpora[test]
+        uas = {}
+        for layer in [str(i) for i in range(a["x"].shape[1])] + ["mean"]:
+            predicted = cross_corpus((pick_layer(a["x"], layer), a["y"], a["speakers"]),
+                                     (pick_layer(b["x"], layer), b["y"], b["speakers"]), normalise="speaker-online")
+            uas[layer] = score(b["y"], predicted, LABEL_SETS["core4"].labels).ua
+        out[f"{kind} every layer/{train}->{test}"] = uas
+        print(f"{kind} {train}->{test} speaker-online UA per layer: "
+              + " ".join(f"{k} {100 * v:.1f}" for k, v in uas.items()), flush=True)
+
+
 def runtime_cost(data: Path, n_clips: int = 20) -> list[dict]:
     """Load time (s) and median ms per utterance, on 2 threads, of each frontend candidate, on
     ``n_clips`` EmoDB clips (2.0 s each): the shipped CTranslate2 tiny.en pass (2 s tail, shared
     with the ASR), a CTranslate2 base int8 pass without tail (what base features would add),
     and the PyTorch passes that expose every layer."""
     import time
+    from functools import partial
 
     import torch
 
@@ -106,6 +122,7 @@ def runtime_cost(data: Path, n_clips: int = 20) -> list[dict]:
                                                          cpu_threads=2, tail_pad_s=0.0).encode,
         "torch tiny.en all layers, 2 s tail": lambda: WhisperLayers(None).pooled,
         "torch base all layers, no tail": lambda: WhisperLayers("base", 0.0).pooled,
+        "torch base to layer 3, no tail": lambda: partial(WhisperLayers("base", 0.0).pooled, up_to=3),
     }
     rows = []
     for name, make in candidates.items():
@@ -156,6 +173,7 @@ def main() -> None:
             # honest LOSO for a chosen layer: chosen on the other corpus, never on the scored one
             loso_figures(f"{kind} chosen on the other corpus", corpora, dict(zip(CORPORA, [chosen[c] for c in CORPORA[::-1]])), loso)
             named = {f"{kind} last": last, f"{kind} chosen on train": chosen}
+            every_layer(kind, corpora, loso)
         else:
             loso_figures(kind, corpora, dict.fromkeys(CORPORA), loso)
             named = {kind: dict.fromkeys(CORPORA)}

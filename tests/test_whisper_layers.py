@@ -42,6 +42,7 @@ def test_pooled_gives_mean_and_std_of_every_layer(tiny_layers, speak):
     assert pooled.shape == (5, 768) and pooled.dtype == np.float32
     np.testing.assert_allclose(pooled[2, :384], states[2].mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pooled[2, 384:], states[2].std(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tiny_layers.pooled(audio, up_to=2), pooled[:3], rtol=1e-5, atol=1e-5)
 
 
 def test_quantised_or_unknown_models_are_refused(tmp_path):

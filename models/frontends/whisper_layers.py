@@ -133,10 +133,11 @@ class WhisperLayers:
         return {"name": f"whisper-layers:{self.name}", "sha256": file_sha256(self._weights),
                 "window": f"utterance+{self.tail_pad_s:g}s"}
 
-    def states(self, audio: np.ndarray) -> np.ndarray:
-        """audio float32 [n] at 16 kHz -> states float32 [n_layers + 1, n_speech_frames, d_model]:
-        index 0 after the embedding (convolutions + positions), i after block i; the last one
-        after the final layer norm (what CTranslate2 returns). One frame = 20 ms."""
+    def states(self, audio: np.ndarray, up_to: int | None = None) -> np.ndarray:
+        """audio float32 [n] at 16 kHz -> states float32 [up_to + 1, n_speech_frames, d_model]:
+        index 0 after the embedding (convolutions + positions), i after block i; the last block's
+        after the final layer norm (what CTranslate2 returns). One frame = 20 ms. ``up_to``
+        (default every block, ``n_layers``) stops the pass early: a middle layer costs less."""
         import torch
         import torch.nn.functional as F
 
@@ -154,7 +155,7 @@ class WhisperLayers:
             T, d = x.shape
             x = x + v["position_encodings/encodings"][:T]
             out = [x]
-            for i in range(self.n_layers):
+            for i in range(self.n_layers if up_to is None else up_to):
                 p = f"layer_{i}/"
                 a = F.layer_norm(x, (d,), v[p + "self_attention/layer_norm/gamma"], v[p + "self_attention/layer_norm/beta"])
                 qkv = F.linear(a, v[p + "self_attention/linear_0/weight"], v[p + "self_attention/linear_0/bias"])
@@ -166,10 +167,11 @@ class WhisperLayers:
                              v[p + "ffn/linear_1/weight"], v[p + "ffn/linear_1/bias"])
                 x = x + f
                 out.append(x)
-            out[-1] = F.layer_norm(x, (d,), v["layer_norm/gamma"], v["layer_norm/beta"])
+            if len(out) == self.n_layers + 1:
+                out[-1] = F.layer_norm(x, (d,), v["layer_norm/gamma"], v["layer_norm/beta"])
             return torch.stack(out)[:, :n_speech].numpy()
 
-    def pooled(self, audio: np.ndarray) -> np.ndarray:
-        """Mean+std pooling of every layer: float32 [n_layers + 1, 2 * d_model]."""
-        return np.stack([pool_mean_std(s) for s in self.states(audio)])
+    def pooled(self, audio: np.ndarray, up_to: int | None = None) -> np.ndarray:
+        """Mean+std pooling of every layer (to ``up_to``): float32 [up_to + 1, 2 * d_model]."""
+        return np.stack([pool_mean_std(s) for s in self.states(audio, up_to)])
 
