@@ -73,15 +73,21 @@ def choose_layers(kind: str, corpora: dict[str, dict], loso: dict) -> dict[str, 
 
 
 def loso_figures(name: str, corpora: dict[str, dict], layer_of: dict[str, str | None], loso: dict) -> None:
-    """LOSO UA on each corpus, without and with speaker-online normalisation."""
+    """LOSO UA on each corpus, without and with speaker-online normalisation, and (online) with
+    the other corpus, other language, added to every fold's training data."""
     labels = tuple(str(i) for i in range(len(LABEL_SETS["core4"].labels)))
     for corpus, c in corpora.items():
-        x = view(c["x"], layer_of[corpus])
-        loso[f"{name}/{corpus}"] = {"layer": layer_of[corpus], **{norm: score(
-            c["y"], leave_one_speaker_out(x, c["y"], c["speakers"], normalise=norm), labels).ua
-            for norm in NORMALISATIONS}}
-        print(f"LOSO {name:40s} {corpus:8s} layer={layer_of[corpus]} "
-              + " ".join(f"{norm} {100 * loso[f'{name}/{corpus}'][norm]:.1f}" for norm in NORMALISATIONS), flush=True)
+        layer = layer_of[corpus]
+        x = view(c["x"], layer)
+        other = next(o for o in corpora.values() if o is not c)
+        figures = {norm: leave_one_speaker_out(x, c["y"], c["speakers"], normalise=norm) for norm in NORMALISATIONS}
+        figures["speaker-online + other corpus"] = leave_one_speaker_out(
+            x, c["y"], c["speakers"], normalise="speaker-online",
+            extra=(view(other["x"], layer), other["y"], other["speakers"]))
+        loso[f"{name}/{corpus}"] = {"layer": layer, **{k: score(c["y"], p, labels).ua for k, p in figures.items()}}
+        print(f"LOSO {name:40s} {corpus:8s} layer={layer} "
+              + " | ".join(f"{k} {100 * v:.1f}" for k, v in loso[f"{name}/{corpus}"].items() if k != "layer"),
+              flush=True)
 
 
 def every_layer(kind: str, corpora: dict[str, dict], out: dict) -> None:
