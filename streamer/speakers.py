@@ -363,10 +363,11 @@ class EmbeddingClustering:
     2-means finds a gap even in one voice; with 1 s apart the bar is 0.65, with 9 s 0.45).
     Evidence counted in seconds rather than utterances lets a few long turns of a second voice
     open B as early as many short words would (measured: docs/benchmarks.md, "Speaker
-    attribution"). The split also stands, on less distance (LINKED_DISTANCE), when every
-    utterance that the segmenter cut from the one before at a voice change
-    (``Utterance.voice_change``) lies on the other side than that one: the local comparison
-    either side of a pause is evidence the group means do not have. Otherwise there is one
+    attribution"). The split also stands, on less distance (LINKED_DISTANCE), when at least
+    LINKS_NEEDED utterances were cut by the segmenter from the one before at a voice change
+    (``Utterance.voice_change``) and every one of them lies on the other side than that one:
+    the local comparison either side of a pause is evidence the group means do not have (one
+    such cut alone may be a false one within a voice). Otherwise there is one
     speaker, A.
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
@@ -378,7 +379,7 @@ class EmbeddingClustering:
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
     EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
-    LINKS_NEEDED = 1  # voice-change cuts that must all fall between the groups for the second rule
+    LINKS_NEEDED = 2  # voice-change cuts that must all fall between the groups for the second rule
     LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
 
     def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None) -> None:

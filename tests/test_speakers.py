@@ -301,11 +301,13 @@ def test_evidence_is_counted_in_seconds_of_speech(seconds: float, speaker: Speak
     assert clustering.assign_print(other, seconds) is speaker
 
 
-@pytest.mark.parametrize("voice_change, speaker", [(False, Speaker.A), (True, Speaker.B)])
-def test_a_part_cut_at_a_voice_change_may_open_b_on_less_distance(voice_change: bool, speaker: Speaker):
-    """Two parts the segmenter cut apart at a voice change are taken as two speakers once 2-means
-    puts them on different sides 0.3 apart (LINKED_DISTANCE 0.15), below the evidence bar."""
+@pytest.mark.parametrize("voice_change, last", [(False, Speaker.A), (True, Speaker.B)])
+def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bool, last: Speaker):
+    """Parts the segmenter cut at a voice change are taken as a second speaker 0.3 apart (below
+    the evidence bar, above LINKED_DISTANCE 0.15) once LINKS_NEEDED (2) such cuts all fall
+    between the 2-means groups; one cut is not enough."""
     near = 0.7 * basis(0) + np.sqrt(1 - 0.7**2) * basis(2)  # distance 0.3 from A
     clustering = EmbeddingClustering(0.35)
-    assert clustering.assign_print(basis(0), 2.0) is Speaker.A
-    assert clustering.assign_print(near, 2.0, voice_change) is speaker
+    speakers = [clustering.assign_print(v, 2.0, change and voice_change)
+                for v, change in ((basis(0), False), (near, True), (basis(0), False), (near, True))]
+    assert speakers == [Speaker.A, Speaker.A, Speaker.A, last]
