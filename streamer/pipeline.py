@@ -187,10 +187,11 @@ class Pipeline:
                 self._ahead[ending.channel] = (key, self._hear(ending))
 
     def _event(self, utterance: Utterance, decided: float) -> EmotionEvent | None:
-        cached = self._ahead.pop(utterance.channel, None)
+        cached = self._ahead.get(utterance.channel)
         if cached is not None and cached[0] == (utterance.id, len(utterance.audio)):
+            del self._ahead[utterance.channel]
             heard = cached[1]  # prepared during the hangover, from the same audio
-        else:
+        else:  # (a part cut at a voice change before the last one: the last may still be cached)
             heard = self._hear(utterance)
         transcript = heard.transcript
         if not transcript.text and transcript.no_speech_prob > self.transcriber.config.no_speech_threshold:
