@@ -1,6 +1,6 @@
 """Text encoder time per utterance, as the streaming runtime calls it (one sentence at a time).
 
-    python benchmarks/text_encoder.py [--threads 2] [--repeats 100] [--data FILE.jsonl]
+    python benchmarks/text_encoder.py [--threads 2] [--repeats 100] [--data FILE.jsonl] [--checkpoint F.pt]
 
 Embeds real utterances one by one (batch size 1, the runtime's case) with the encoder the shipped
 checkpoint was trained with and prints a markdown row: sentences, mean words, p50 / p95 / max in
@@ -40,15 +40,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=100, help="sentences timed")
     parser.add_argument("--data", type=Path, help="JSON lines with a 'text' field (e.g. IEMOCAP transcripts)")
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/checkpoints/default.pt"),
+                        help="time the text encoder this checkpoint was trained with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from models.frontends.text import TextEncoder
+    from models.checkpoint import load_checkpoint
+    from models.frontends.text import text_encoder_for
 
     texts = list(SENTENCES)
     if args.data:
         texts = [json.loads(line)["text"] for line in args.data.read_text().splitlines() if line.strip()]
     texts = (texts * (args.repeats // len(texts) + 1))[: args.repeats]
-    encoder = TextEncoder()
+    checkpoint, _ = load_checkpoint(args.checkpoint)
+    encoder = text_encoder_for(checkpoint.frontends["text"])
     for text in texts[:10]:  # warm-up
         encoder.embed([text])
     times = []
