@@ -9,13 +9,20 @@ shared with other work), the JSONL files written, and the share of utterance eve
 identical between the two runs (every key but ``latency_ms``, event by event).
 
     python benchmarks/batch.py --dialogues 16 --workers 2
+    python benchmarks/batch.py --dialogues 16 --profile     # CPU seconds per stage, one worker
+
+``--profile`` times nothing end to end: this process loads the models as one batch worker does
+(one thread) and replays every recording through them (``Recognizer.replay``, the events of a
+batch worker) under cProfile on the CPU clock; it reports the load and each stage's CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import resource
 import shutil
 import subprocess
@@ -83,6 +90,42 @@ def figures(out: Path, audio_s: float, wall: float, cpu: float) -> dict:
             "jsonl_files": len(list(out.glob("*.jsonl"))) - 1, "load_average_after": load_average()}
 
 
+# (file, function) -> stage; cumulative CPU time, so a stage includes what it calls
+STAGES = {
+    ("models/frontends/speaker.py", "_states"): "CAM++ states asked for",
+    ("models/frontends/speaker.py", "fbank"): "CAM++ fbank (one per network pass)",
+    ("models/frontends/speaker.py", "embed_spans"): "CAM++ for the speaker-change look",
+    ("models/frontends/speaker.py", "embed"): "CAM++ for the voice print",
+    ("models/frontends/whisper.py", "encode"): "Whisper encoder",
+    ("streamer/transcriber.py", "_decode"): "Whisper decoder",
+    ("models/frontends/text.py", "embed"): "MiniLM",
+    ("models/predictor.py", "predict"): "fusion model",
+    ("streamer/pipeline.py", "feed"): "pipeline.feed: all stages",
+}
+
+
+def profile_stages(paths: list[Path], threads: int = 1) -> dict:
+    """CPU seconds of one batch worker: loading the models, then each stage over ``paths``."""
+    from streamer.batch import FileScorer, batch_settings
+    from streamer.config import load_settings
+
+    started = time.process_time()
+    scorer = FileScorer(batch_settings(load_settings()), threads)
+    load_s = time.process_time() - started
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    events = sum(1 for path in paths for _ in scorer.recognizer.replay(path))
+    profiler.disable()
+    scoring_s = time.process_time() - started - load_s
+    stages = {}
+    entries = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # (file, line, function) -> counts, times
+    for (file, _, function), (_, calls, _, cumulative, _) in entries.items():
+        for (suffix, name), stage in STAGES.items():
+            if function == name and file.endswith("/" + suffix):
+                stages[stage] = {"cpu_s": round(cumulative, 2), "calls": calls}
+    return {"load_cpu_s": round(load_s, 2), "scoring_cpu_s": round(scoring_s, 2), "events": events, "stages": stages}
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -95,6 +138,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "serving" / "batch")
+    p.add_argument("--profile", action="store_true", help="CPU seconds per stage of one worker, in this process")
     args = p.parse_args()
 
     names = args.sets.split(",")
@@ -111,6 +155,11 @@ def main() -> int:
         "recordings": len(recordings), "audio_s": round(audio_s, 1), "workers": args.workers,
         "cpus": os.cpu_count(), "load_average_before": load_average(),
     }
+    if args.profile:
+        report["profile"] = profile_stages([r.mono.resolve() for r in recordings])
+        (args.work / "profile.json").write_text(json.dumps(report, indent=1))
+        print(json.dumps(report, indent=1))
+        return 0
     local = args.work / "local"
     report["local"] = figures(local, audio_s, *timed_batch(manifest, local, ["--workers", str(args.workers)],
                                                           args.work / "local.log"))

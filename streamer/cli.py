@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=_positive_int, default=1,
         help="torch CPU threads (default 1: the fusion network and MiniLM work on tiny tensors, where "
              "OpenMP synchronisation costs more than it gains, up to 100x on a busy 2-core machine; "
-             "Whisper has its own CTranslate2 threads)",
+             "Whisper has its own CTranslate2 threads; in batch, each worker's torch, CTranslate2 and BLAS threads)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser,
                                 help="what to do (each has its own --help)")
