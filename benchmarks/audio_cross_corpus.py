@@ -96,7 +96,7 @@ def every_layer(kind: str, corpora: dict[str, dict], out: dict) -> None:
     for train, test in (CORPORA, CORPORA[::-1]):
         a, b = corpora[train], corpora[test]
         uas = {}
-        for layer in [str(i) for i in range(a["x"].shape[1])] + ["mean"]:
+        for layer in [str(i) for i in range(a["x"].shape[1])] + ["mean", "all"]:
             predicted = cross_corpus((pick_layer(a["x"], layer), a["y"], a["speakers"]),
                                      (pick_layer(b["x"], layer), b["y"], b["speakers"]), normalise="speaker-online")
             uas[layer] = score(b["y"], predicted, LABEL_SETS["core4"].labels).ua
@@ -179,7 +179,8 @@ def main() -> None:
             loso_figures(f"{kind} last", corpora, last, loso)
             # honest LOSO for a chosen layer: chosen on the other corpus, never on the scored one
             loso_figures(f"{kind} chosen on the other corpus", corpora, dict(zip(CORPORA, [chosen[c] for c in CORPORA[::-1]])), loso)
-            named = {f"{kind} last": last, f"{kind} chosen on train": chosen}
+            named = {f"{kind} last": last, f"{kind} all layers": dict.fromkeys(CORPORA, "all"),
+                     f"{kind} chosen on train": chosen}
             every_layer(kind, corpora, loso)
         else:
             loso_figures(kind, corpora, dict.fromkeys(CORPORA), loso)

@@ -64,14 +64,17 @@ def feature_matrix(kind: str, samples, asr_model: str | None = None,
 
 def pick_layer(x: np.ndarray, layer: str) -> np.ndarray:
     """One view of layered features x [N, L + 1, 2d] -> [N, 2d]: "last", a layer number
-    ("0" = after the embedding) or "mean" (the average of every layer's mean+std vector)."""
+    ("0" = after the embedding) or "mean" (the average of every layer's mean+std vector); or
+    "all" -> [N, (L + 1) * 2d], every layer side by side (the classifier weights the layers)."""
     if layer == "last":
         return x[:, -1]
     if layer == "mean":
         return x.mean(axis=1)
+    if layer == "all":
+        return x.reshape(len(x), -1)
     if layer.isdigit() and int(layer) < x.shape[1]:
         return x[:, int(layer)]
-    raise UserError(f"layer {layer!r}: last, mean or 0..{x.shape[1] - 1}")
+    raise UserError(f"layer {layer!r}: last, mean, all or 0..{x.shape[1] - 1}")
 
 
 def normalise_per_speaker(x: np.ndarray, speakers: np.ndarray, online: bool,
@@ -166,10 +169,11 @@ def cross_corpus(train: Extra, test: Extra, c: float = 1.0, seed: int = 0, norma
 
 def choose_layer(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float = 1.0,
                  normalise: str = "none") -> tuple[str, dict[str, float]]:
-    """The layer view of x [N, L + 1, 2d] (a layer number or "mean", see :func:`pick_layer`)
-    with the best LOSO UA on this corpus, and every view's UA. Run it on training data only."""
+    """The layer view of x [N, L + 1, 2d] (a layer number, "mean" or "all", see
+    :func:`pick_layer`) with the best LOSO UA on this corpus, and every view's UA. Run it on
+    training data only."""
     labels = tuple(str(i) for i in range(int(y.max()) + 1))
-    views = [str(i) for i in range(x.shape[1])] + ["mean"]
+    views = [str(i) for i in range(x.shape[1])] + ["mean", "all"]
     uas = {view: score(y, leave_one_speaker_out(pick_layer(x, view), y, speakers, c, normalise=normalise),
                        labels).ua for view in views}
     return max(uas, key=uas.get), uas

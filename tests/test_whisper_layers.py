@@ -115,9 +115,9 @@ def layered_corpus(signal_layer: int, n_speakers: int = 4, per_speaker: int = 40
 def test_choose_layer_finds_the_layer_that_carries_the_class():
     x, y, speakers = layered_corpus(signal_layer=2)
     best, uas = choose_layer(x, y, speakers)
-    assert best == "2" and set(uas) == {"0", "1", "2", "3", "mean"}
+    assert best == "2" and set(uas) == {"0", "1", "2", "3", "mean", "all"}
     assert uas["2"] > 0.9 > 0.5 > uas["0"]
-    assert pick_layer(x, "last").shape == (len(y), 6)
+    assert pick_layer(x, "last").shape == (len(y), 6) and pick_layer(x, "all").shape == (len(y), 24)
     with pytest.raises(UserError):
         pick_layer(x, "7")
 
