@@ -199,9 +199,10 @@ def _exit_at_once() -> None:
     The pool lets a worker exit only after the worker has sent every result through the
     pool's pipe, and a worker writes no files (the parent is the only writer of ``OUT``), so
     nothing is left to save. What ``os._exit`` skips is the interpreter tearing down the loaded
-    torch, CTranslate2 and transformers modules object by object: 2-6 s per worker, at the end
-    of the batch while the command waits (docs/benchmarks.md "Batch"). The exit status is 0
-    as it was: the pool's workers return normally even when a recording or the initializer fails.
+    torch, CTranslate2 and transformers modules object by object: 3.7-5.2 s between the last
+    result and the end of the command on a busy machine, 0.3-0.5 s without it (docs/benchmarks.md
+    "Batch"). The exit status is 0 as it was: the pool's workers return normally even when a
+    recording or the initializer fails.
     """
     logging.shutdown()
     sys.stdout.flush()
