@@ -3,12 +3,13 @@
 The proxy for speech in a language the model never heard (issue 9.5): every clip of corpus A
 (all its speakers) trains standardisation + logistic regression, every clip of corpus B is
 scored, on neutral/happy/sad/angry (TurEV-DB's calm counted as neutral). Nothing is tuned on B:
-a layered encoder's layer is chosen by leave-one-speaker-out (LOSO) UA on A alone. Rows cross
-the features with per-speaker online normalisation and with augmented training copies
-(speed, pitch, reverberation, noise; :mod:`models.augment`). The LOSO UA of every layer on each
-corpus is printed too (the LOSO table beside eGeMAPS).
+a layered encoder gives its last layer, all its layers side by side, and the layer chosen by
+leave-one-speaker-out (LOSO) UA on A alone. Rows cross the features with per-speaker online
+normalisation and with augmented training copies (speed, pitch, reverberation, noise;
+:mod:`models.augment`). LOSO figures on each corpus are printed too (the table beside eGeMAPS).
 
-    python benchmarks/audio_cross_corpus.py --data ../shared/data/audio --json runs/audio/cross.json
+    python benchmarks/audio_cross_corpus.py --data ../shared/data/audio --copies 1 --json runs/audio/cross.json
+    python benchmarks/audio_cross_corpus.py --data ../shared/data/audio --cost   # frontend load and ms
 
 Features come from the on-disk cache (models/features.py); a cold cache computes them, which
 takes long on a CPU: run it under ``nice``.
