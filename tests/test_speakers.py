@@ -311,3 +311,35 @@ def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bo
     speakers = [clustering.assign_print(v, 2.0, change and voice_change)
                 for v, change in ((basis(0), False), (near, True), (basis(0), False), (near, True))]
     assert speakers == [Speaker.A, Speaker.A, Speaker.A, last]
+
+
+# --- the whole pipeline: turns merged by short pauses ------------------------------------------
+
+
+@pytest.mark.slow
+@needs_weights
+def test_pipeline_cuts_merged_turns_attributes_them_and_reuses_the_work_ahead(recognizer, speak):
+    """Two voices answering each other after 0.12-0.25 s pauses (one utterance to the VAD): the
+    pipeline emits one event per turn, alternating A and B; the last part of a cut utterance is
+    heard once, during the hangover, not again when it is decided."""
+    from streamer.config import Settings
+    from streamer.records import AudioBlock
+    from streamer.session import make_pipeline
+    from tests.test_segmenter import MIXED_TURNS, SHORT_PAUSES_S, mixed
+
+    audio, bounds = mixed(speak, MIXED_TURNS, SHORT_PAUSES_S)
+    pipeline = make_pipeline(recognizer.models, Settings(), 1)
+    heard: list[tuple[int, int]] = []  # (id, samples) of every utterance transcribed
+    hear = pipeline._hear
+    pipeline._hear = lambda u, *args, **kwargs: heard.append((u.id, len(u.audio))) or hear(u, *args, **kwargs)
+    events = [e for i in range(0, len(audio), 1600)
+              for e in pipeline.feed(AudioBlock(audio[i : i + 1600, None], i / SAMPLE_RATE))] + pipeline.flush()
+    assert len(events) == len(bounds)
+    assert [e.speaker for e in events] == [Speaker.A, Speaker.B, Speaker.A, Speaker.B]
+    for event, (start, end) in zip(events, bounds):
+        assert abs(event.start - start) < 0.15 and abs(event.end - end) < 0.15
+    decided = [(e.id, round((e.end - e.start) * SAMPLE_RATE)) for e in events]
+    # Nothing is transcribed twice, and each decided part once (a pause that did not end the turn
+    # may have had work prepared for nothing, at another length).
+    assert len(heard) == len(set(heard)), heard
+    assert all(heard.count(key) == 1 for key in decided), (heard, decided)
