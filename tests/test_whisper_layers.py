@@ -45,7 +45,7 @@ def test_pooled_gives_mean_and_std_of_every_layer(tiny_layers, speak):
     np.testing.assert_allclose(tiny_layers.pooled(audio, up_to=2), pooled[:3], rtol=1e-5, atol=1e-5)
 
 
-def test_quantised_or_unknown_models_are_refused(tmp_path):
+def test_a_missing_model_directory_is_refused(tmp_path):
     from models.frontends.whisper_layers import model_path
 
     with pytest.raises(UserError, match="local CTranslate2 model directory"):
