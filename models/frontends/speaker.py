@@ -298,7 +298,7 @@ class SpeakerEmbedder:
         for the next call.
 
         An utterance that the speaker-change detector looked at and did not cut is embedded
-        again as a whole for its voice print; that second look reuses the first pass (48 of 219
+        again as a whole for its voice print; that second look reuses the first pass (47 of 205
         passes over the batch benchmark's 16 dialogues; CAM++ is the costliest stage of a batch,
         docs/benchmarks.md "Batch"). Keyed by the audio's content, so pipelines on other threads
         sharing this embedder only ever get the states of equal audio (the slot is replaced,
