@@ -273,3 +273,24 @@ def test_forward_backward_on_cuda(kind):
     loss.backward()
     assert out.logits.device.type == "cuda"
     assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
+
+
+def test_prior_correction_shifts_inference_logits_only():
+    offset = (0.5, -1.0, 0.0, 2.0)
+    plain = build_network(tiny_config())
+    corrected = build_network(tiny_config(prior_correction=offset))
+    corrected.load_state_dict(plain.state_dict())  # the offset is config, not a weight
+    batch = random_batch(plain.config)
+    plain.eval(), corrected.eval()
+    with torch.no_grad():
+        assert torch.allclose(corrected(batch).logits, plain(batch).logits - torch.tensor(offset))
+    plain.train(), corrected.train()
+    torch.manual_seed(0)
+    train_plain = plain(batch).logits
+    torch.manual_seed(0)
+    assert torch.allclose(corrected(batch).logits, train_plain)  # training sees no offset
+    assert FusionConfig.from_dict(tiny_config(prior_correction=offset).to_dict()).prior_correction == offset
+    assert FusionConfig.from_dict({"n_classes": 4}).prior_correction == ()  # checkpoints without one
+    for bad in ((1.0, 2.0), (0.0, 0.0, float("nan"), 0.0)):
+        with pytest.raises(UserError, match="prior_correction"):
+            tiny_config(prior_correction=bad)

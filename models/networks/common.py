@@ -234,6 +234,8 @@ class FusionNetwork(nn.Module):
         D = config.d_model
         self.config = config
         self.pooling = pooling
+        # [C] or [0]; not a weight (kept in the config, so not in the state dict)
+        self.register_buffer("prior_offset", torch.tensor(config.prior_correction, dtype=torch.float32), persistent=False)
         self.audio_in = ModalityProjection(config.audio_dim, D)
         self.text_in = ModalityProjection(config.text_dim, D)
         self.audio_gate = AudioGate(config.audio_dim) if config.audio_gate else None
@@ -299,6 +301,8 @@ class FusionNetwork(nn.Module):
         if self.utterance is not None:
             utterance = self.utterance(torch.cat([audio_in[:, -1], text_in[:, -1]], dim=-1))  # [B, C]
             logits = logits + utterance
+        if len(self.prior_offset) and not self.training:
+            logits = logits - self.prior_offset
         gate = self.gate(batch)
         return FusionOutput(logits, audio_in[:, -1], text_in[:, -1],
                             None if gate is None else gate[:, -1, 0], utterance)

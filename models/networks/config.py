@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
@@ -38,6 +40,10 @@ class FusionConfig:
     causal: bool = True        # position i attends only to positions <= i
     audio_gate: bool = False   # learned reliability gate on each utterance's audio (AudioGate)
     target_residual: bool = False  # add logits from the target utterance alone (context adjusts them)
+    # Prior correction: per-class offsets subtracted from the logits at inference (not in training),
+    # tau * log(prior) for the class prior the training mix taught; () = none. Set after training
+    # by scripts/prior_correction.py so a balanced decision does not favour the majority class.
+    prior_correction: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -53,6 +59,10 @@ class FusionConfig:
             raise UserError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "prior_correction", tuple(float(v) for v in self.prior_correction))
+        if self.prior_correction and (len(self.prior_correction) != self.n_classes
+                                      or not all(math.isfinite(v) for v in self.prior_correction)):
+            raise UserError(f"prior_correction needs {self.n_classes} finite values, got {self.prior_correction}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-safe values (the network kind as its string)."""
