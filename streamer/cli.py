@@ -134,28 +134,33 @@ def _load_pipeline(args: argparse.Namespace, settings, channels: int):
     return load_in_background(load)
 
 
+def _add_config_command(sub: argparse._SubParsersAction, name: str, run, *, help: str, description: str,
+                        config_help: str, out_help: str, example: str) -> None:
+    """A command driven by a TOML config: --config, --out and repeatable --set overrides."""
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.add_argument("--config", type=Path, required=True, help=config_help)
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value, e.g. --set {example} (repeatable)")
+    parser.set_defaults(run=run)
+
+
 def _add_model_commands(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser(
-        "train", help="train a fusion network from a TOML config",
+    _add_config_command(
+        sub, "train", run_train, help="train a fusion network from a TOML config",
         description="Train a fusion network as a TOML config describes; the validation-best epoch is "
                     "saved with its SHA-256 beside it.",
+        config_help="training config (models/configs/*.toml)",
+        out_help="checkpoint to write (.pt; a .sha256 goes beside it)", example="network.max_context=1",
     )
-    train.add_argument("--config", type=Path, required=True, help="training config (models/configs/*.toml)")
-    train.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt; a .sha256 goes beside it)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set network.max_context=1 (repeatable)")
-    train.set_defaults(run=run_train)
-
-    tune = sub.add_parser(
-        "tune-text", help="fine-tune MiniLM's top layers for emotion (the text encoder a config names)",
+    _add_config_command(
+        sub, "tune-text", run_tune_text,
+        help="fine-tune MiniLM's top layers for emotion (the text encoder a config names)",
         description="Fine-tune the top MiniLM-L6 layers on the text corpora of a TOML config "
                     "(models/configs/text_encoder.toml); the validation-best layers are written as safetensors.",
+        config_help="tuning config (models/configs/text_encoder.toml)",
+        out_help="layers to write (.safetensors)", example="optim.epochs=1",
     )
-    tune.add_argument("--config", type=Path, required=True, help="tuning config (models/configs/text_encoder.toml)")
-    tune.add_argument("--out", type=Path, required=True, help="layers to write (.safetensors)")
-    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config value, e.g. --set optim.epochs=1 (repeatable)")
-    tune.set_defaults(run=run_tune_text)
 
     ev = sub.add_parser(
         "evaluate", help="score a checkpoint on a labelled dataset",
