@@ -231,6 +231,8 @@ def _fork_server() -> multiprocessing.context.BaseContext:
     start at once: were they forked while the server still imports, a Ctrl-C meanwhile would end
     the parent first and leave a late worker to fail on the parent's vanished locks.
     """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
+        return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     probe = context.Process(target=_noop, daemon=True)
