@@ -33,7 +33,7 @@ from .frontends.text import TEXT_DIM, TextEncoder, mean_pool
 from .labels import LabelSet, fold_matrix, label_set
 from .losses import partial_cross_entropy
 from .metrics import Scores, score
-from .training import _in_split, draw_dialogues
+from .training import split_draw
 from .training_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,8 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
         if spec.modality != "text":
             raise UserError(f"tune-text trains on text corpora; {spec.name} is {spec.modality}")
         samples = load_dataset(spec.name, spec.path).samples
-        train[spec.name] = training_examples(
-            draw_dialogues([s for s in samples if _in_split(s, spec.train)], spec.max_dialogues, config.seed), labels)
-        va = draw_dialogues([s for s in samples if _in_split(s, spec.valid)], spec.max_dialogues, config.seed)
+        train[spec.name] = training_examples(split_draw(samples, spec.train, spec.max_dialogues, config.seed), labels)
+        va = split_draw(samples, spec.valid, spec.max_dialogues, config.seed)
         if va:
             valid[spec.name] = (va, label_set(spec.valid_labels) if spec.valid_labels else labels)
         log.info("%s: %d training utterances, %d validation", spec.name, len(train[spec.name]), len(va))

@@ -60,7 +60,7 @@ class Corpus:
     counts: dict[str, dict[str, int]]
 
 
-def _in_split(sample: Sample, names: Sequence[str]) -> bool:
+def in_split(sample: Sample, names: Sequence[str]) -> bool:
     return sample.split is not None and sample.split in {parse_split(n, "training config") for n in names}
 
 
@@ -70,6 +70,11 @@ def draw_dialogues(samples: list[Sample], limit: int, seed: int) -> list[Sample]
     if not limit or len(groups) <= limit:
         return samples
     return [s for group in random.Random(seed).sample(groups, limit) for s in group]
+
+
+def split_draw(samples: list[Sample], splits: Sequence[str], limit: int, seed: int) -> list[Sample]:
+    """The samples of the named splits, at most ``limit`` dialogues of them (:func:`draw_dialogues`)."""
+    return draw_dialogues([s for s in samples if in_split(s, splits)], limit, seed)
 
 
 def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corpus:
@@ -87,8 +92,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     for spec in config.datasets:
         samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
         if not spec.valid_speakers:  # text corpora: only what is trained or validated on
-            samples = (draw_dialogues([s for s in samples if _in_split(s, spec.train)], spec.max_dialogues, config.seed)
-                       + draw_dialogues([s for s in samples if _in_split(s, spec.valid)], spec.max_dialogues, config.seed))
+            samples = (split_draw(samples, spec.train, spec.max_dialogues, config.seed)
+                       + split_draw(samples, spec.valid, spec.max_dialogues, config.seed))
         text_rows = audio_rows = None
         if spec.modality in ("text", "both"):
             text_parts.append(text_matrix(samples, frontends["text"]))
@@ -116,8 +121,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             tr_samples = [s for s in samples if s.speaker not in held | unseen]
             va_samples = [s for s in samples if s.speaker in held]
         else:
-            tr_samples = [s for s in samples if _in_split(s, spec.train)]
-            va_samples = [s for s in samples if _in_split(s, spec.valid)]
+            tr_samples = [s for s in samples if in_split(s, spec.train)]
+            va_samples = [s for s in samples if in_split(s, spec.valid)]
         tr, ex_tr = windows_of(tr_samples, labels, config.loss == "partial-ce")
         va, ex_va = windows_of(va_samples, valid_sets[spec.name], False)
         train[spec.name] = tr
