@@ -8,8 +8,9 @@ Definitions (also in docs/benchmarks.md, "End to end from speech"):
   overlapped by none is *missed*. Speaker and emotion are read from the matched utterance (one
   utterance can serve two turns when the VAD merged them).
 - **corpus WER**: per dialogue, the reference is the spoken turns joined in order and the
-  hypothesis the emitted texts joined in time order, both normalised by :func:`normalise`; errors
-  are summed over the corpus (jiwer) and divided by the reference words.
+  hypothesis the emitted texts joined in time order, both normalised by :func:`normalise` (Whisper's
+  English normaliser); errors are summed over the corpus (jiwer) and divided by the reference
+  words. ``wer_basic`` is the same with :func:`normalise_basic`, the normaliser used before round 4.
 - **speaker accuracy**: share of matched turns whose speaker is right under the better of the two
   labelings (A/B as is, or swapped) of each dialogue.
 - **UA / WF1**: over the turns whose corpus label the model's label set holds; a missed turn counts
@@ -20,8 +21,9 @@ Definitions (also in docs/benchmarks.md, "End to end from speech"):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -74,10 +76,28 @@ def _spoken_number(match: re.Match[str]) -> str:
     return words + ("" if not fraction else " point " + " ".join(_ONES[int(d)] for d in fraction))
 
 
+@cache
+def _english_normaliser() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
 def normalise(text: str) -> str:
-    """Text for WER: lowercase; numbers as spoken ("5" -> "five", "3.5" -> "three point five",
-    "1,000" -> "one thousand", "%" -> "percent", "$10.00" -> "ten dollars"); apostrophes dropped ("don't" -> "dont");
-    hyphens, other punctuation and bracketed noises ("[LAUGHTER]") become spaces."""
+    """Text for WER: Whisper's English normaliser (``whisper-normalizer``, the rules and the
+    British->American spelling map of OpenAI's ``EnglishTextNormalizer``): lowercase; spelled-out
+    numbers as digits ("nineteen eighty-eight" -> "1988", "ten dollars" -> "$10"); contractions
+    expanded ("don't" -> "do not"); "favourite" -> "favorite"; fillers ("uh", "hmm") and bracketed
+    noises dropped; punctuation becomes spaces. A curly apostrophe is read as a straight one (the
+    normaliser would split "don’t" into "don t")."""
+    return _english_normaliser()(text.replace("\u2019", "'"))
+
+
+def normalise_basic(text: str) -> str:
+    """Text for WER as scored before round 4 (``wer_basic``): lowercase; numbers as spoken
+    ("5" -> "five", "3.5" -> "three point five", "1,000" -> "one thousand", "%" -> "percent",
+    "$10.00" -> "ten dollars"); apostrophes dropped ("don't" -> "dont"); hyphens, other
+    punctuation and bracketed noises ("[LAUGHTER]") become spaces. No spelling map."""
     text = text.lower().replace("\u2019", "'").replace("%", " percent ")
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"\$(\d[\d,]*)(\.00)?", r"\1 dollars", text)
@@ -87,14 +107,15 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Word errors summed over all pairs / reference words, after :func:`normalise`.
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str],
+               normaliser: Callable[[str], str] = normalise) -> float:
+    """Word errors summed over all pairs / reference words, after ``normaliser``.
 
     Pairs whose normalised reference is empty are skipped (nothing was said to get right).
     """
     import jiwer
 
-    pairs = [(normalise(r), normalise(h)) for r, h in zip(references, hypotheses, strict=True)]
+    pairs = [(normaliser(r), normaliser(h)) for r, h in zip(references, hypotheses, strict=True)]
     pairs = [(r, h) for r, h in pairs if r]
     if not pairs:
         return 0.0
@@ -184,6 +205,7 @@ def aggregate(scores: Sequence[DialogueScore], labels: Sequence[str]) -> dict[st
         "change_turns": int(change.sum()),
         "segmentation_recall": float(np.mean(found)) if found else 0.0,
         "wer": corpus_wer([s.reference for s in scores], [s.hypothesis for s in scores]),
+        "wer_basic": corpus_wer([s.reference for s in scores], [s.hypothesis for s in scores], normalise_basic),
         "speaker_accuracy": sum(s.speaker_correct for s in scores) / matched if matched else 0.0,
         "ua": emotion.ua,
         "wf1": emotion.wf1,

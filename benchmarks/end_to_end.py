@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dialogues import SETS, Recording, read_wav, render_set  # noqa: E402
-from benchmarks.e2e_metrics import Span, TrueTurn, aggregate, corpus_wer, score_dialogue  # noqa: E402
+from benchmarks.e2e_metrics import Span, TrueTurn, aggregate, corpus_wer, normalise_basic, score_dialogue  # noqa: E402
 from models.audio import SAMPLE_RATE  # noqa: E402
 from models.errors import UserError  # noqa: E402
 from models.labels import LABEL_SETS, LabelSet, fold_matrix  # noqa: E402
@@ -252,7 +252,8 @@ def asr_on_true_segments(recordings: list[Recording], settings: Settings, refere
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
         return {
-            "wer": corpus_wer(references, hyps), "segments": len(segments),
+            "wer": corpus_wer(references, hyps), "wer_basic": corpus_wer(references, hyps, normalise_basic),
+            "segments": len(segments),
             "wall_ms_per_utt": round(1000 * float(np.mean(wall)), 1), "cpu_ms_per_utt": round(1000 * float(np.mean(cpu)), 1),
             "hypotheses": hyps,
         }
@@ -276,9 +277,15 @@ def _f(value, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _wer(figures: dict, digits: int = 2) -> str:
+    """WER with Whisper's normaliser, and in brackets with the pre-round-4 one (when recorded)."""
+    basic = figures.get("wer_basic")
+    return _f(figures["wer"], digits) + ("" if basic is None else f" ({_f(basic, digits)})")
+
+
 def markdown(result: dict) -> str:
     lines = [
-        "| set | run | seg. recall | WER | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |",
+        "| set | run | seg. recall | WER (basic norm.) | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, per_set in result["sets"].items():
@@ -289,21 +296,21 @@ def markdown(result: dict) -> str:
         for key, r in per_set.get("runs", {}).items():
             extra = f" (speech end→event {_f(r['speech_end_to_event_p50_ms'], 0)}/{_f(r['speech_end_to_event_p95_ms'], 0)})" if "speech_end_to_event_p50_ms" in r else ""
             lines.append(
-                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_f(r['wer'])} | {_f(r['speaker_accuracy'])} | "
+                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_wer(r)} | {_f(r['speaker_accuracy'])} | "
                 f"{_f(r['ua'])} | {_f(r['wf1'])} | {_f(r['change_accuracy'])} | "
                 f"{_f(r['latency_p50_ms'], 0)}/{_f(r['latency_p95_ms'], 0)}{extra} | {r['turns']} ({r['scored_turns']}) |"
             )
     asr_rows = [(name, s["asr"]) for name, s in result["sets"].items() if "asr" in s]
     if asr_rows:
         lines += ["", "ASR on the true segments (same tiny.en weights):", "",
-                  "| set | segments | ours: WER | ours: ms/utt (wall, CPU) | faster-whisper 30 s beam 5: WER | its ms/utt (wall, CPU) |",
+                  "| set | segments | ours: WER (basic norm.) | ours: ms/utt (wall, CPU) | faster-whisper 30 s beam 5: WER (basic) | its ms/utt (wall, CPU) |",
                   "|---|---|---|---|---|---|"]
         if len(asr_rows) > 1:
             asr_rows.append(("all", _pooled_asr([a for _, a in asr_rows])))
         for name, a in asr_rows:
             o, ref = a["ours"], a.get("faster_whisper_beam5")
-            ref_cells = f"{_f(ref['wer'], 3)} | {ref['wall_ms_per_utt']:.0f}, {ref['cpu_ms_per_utt']:.0f}" if ref else "— | —"
-            lines.append(f"| {name} | {o['segments']} | {_f(o['wer'], 3)} | {o['wall_ms_per_utt']:.0f}, {o['cpu_ms_per_utt']:.0f} | {ref_cells} |")
+            ref_cells = f"{_wer(ref, 3)} | {ref['wall_ms_per_utt']:.0f}, {ref['cpu_ms_per_utt']:.0f}" if ref else "— | —"
+            lines.append(f"| {name} | {o['segments']} | {_wer(o, 3)} | {o['wall_ms_per_utt']:.0f}, {o['cpu_ms_per_utt']:.0f} | {ref_cells} |")
     return "\n".join(lines)
 
 
@@ -314,12 +321,30 @@ def _pooled_asr(per_set: list[dict]) -> dict:
     for system in ("ours", "faster_whisper_beam5"):
         if all(system in a for a in per_set):
             n = [a[system]["segments"] for a in per_set]
+            hypotheses = [h for a in per_set for h in a[system]["hypotheses"]]
             pooled[system] = {
-                "wer": corpus_wer(references, [h for a in per_set for h in a[system]["hypotheses"]]),
+                "wer": corpus_wer(references, hypotheses),
+                "wer_basic": corpus_wer(references, hypotheses, normalise_basic),
                 "segments": sum(n),
                 **{k: float(np.average([a[system][k] for a in per_set], weights=n)) for k in ("wall_ms_per_utt", "cpu_ms_per_utt")},
             }
     return pooled
+
+
+def rescore_wer(result: dict) -> dict:
+    """``result`` (an earlier run's JSON) with every WER recomputed from its stored texts by both
+    normalisers of ``benchmarks/e2e_metrics.py`` (runs from before round 4 hold the basic one)."""
+    for per_set in result["sets"].values():
+        asr = per_set.get("asr", {})
+        for system in ("ours", "faster_whisper_beam5"):
+            if system in asr:
+                hyps = asr[system]["hypotheses"]
+                asr[system] |= {"wer": corpus_wer(asr["references"], hyps),
+                                "wer_basic": corpus_wer(asr["references"], hyps, normalise_basic)}
+        for run in per_set.get("runs", {}).values():
+            refs, hyps = [d["reference"] for d in run["details"]], [d["hypothesis"] for d in run["details"]]
+            run |= {"wer": corpus_wer(refs, hyps), "wer_basic": corpus_wer(refs, hyps, normalise_basic)}
+    return result
 
 
 def _machine() -> str:
@@ -351,14 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace and report speech end -> event delay (slow)")
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "e2e" / "renders", help="where renders are cached")
     p.add_argument("--name", default="latest", help="JSON goes to runs/e2e/NAME.json")
-    p.add_argument("--show", type=Path, metavar="JSON", help="print the tables of an earlier run's JSON and exit")
+    p.add_argument("--show", type=Path, metavar="JSON",
+                   help="print the tables of an earlier run's JSON (WER rescored by both normalisers) and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.show:
-        result = json.loads(args.show.read_text())
+        result = rescore_wer(json.loads(args.show.read_text()))
         print(markdown(result))
         print(f"\n{result['command']} | commit {result['commit']} | {result['machine_at_end']}")
         return 0

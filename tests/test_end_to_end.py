@@ -22,6 +22,7 @@ from benchmarks.e2e_metrics import (
     corpus_wer,
     coverage,
     normalise,
+    normalise_basic,
     number_words,
     score_dialogue,
 )
@@ -53,11 +54,24 @@ def test_number_words():
     assert number_words(2305) == "two thousand three hundred five"
 
 
-def test_normalise_numbers_punctuation_case():
-    assert normalise("It's 5 blocks away, OK?") == "its five blocks away ok"
-    assert normalise("1,000 Yuan. [LAUGHTER] Well-known 3.5%") == "one thousand yuan well known three point five percent"
-    assert normalise("Don\u2019t") == normalise("don't") == "dont"
-    assert normalise("$10.00 an hour") == normalise("$10 an hour") == "ten dollars an hour"
+def test_normalise_basic_numbers_punctuation_case():
+    assert normalise_basic("It's 5 blocks away, OK?") == "its five blocks away ok"
+    assert normalise_basic("1,000 Yuan. [LAUGHTER] Well-known 3.5%") == "one thousand yuan well known three point five percent"
+    assert normalise_basic("Don\u2019t") == normalise_basic("don't") == "dont"
+    assert normalise_basic("$10.00 an hour") == normalise_basic("$10 an hour") == "ten dollars an hour"
+
+
+def test_normalise_whisper_english_spelling_years_contractions():
+    assert normalise("My favourite year: nineteen eighty-eight.") == normalise("my favorite year, 1988") == "my favorite year 1988"
+    assert normalise("Marvellous colour!") == "marvelous color"
+    assert normalise("Don\u2019t") == normalise("don't") == normalise("do not") == "do not"
+    assert normalise("$10.00 an hour") == normalise("ten dollars an hour") == "$10 an hour"
+    assert normalise("Uh, [LAUGHTER] well-known") == "well known"
+
+
+def test_corpus_wer_normalisers_differ_only_in_rules():
+    assert corpus_wer(["my favourite colour"], ["my favorite color"]) == 0.0
+    assert corpus_wer(["my favourite colour"], ["my favorite color"], normalise_basic) == pytest.approx(2 / 3)
 
 
 def test_corpus_wer():
