@@ -1,9 +1,11 @@
 """Text encoder time per utterance, as the streaming runtime calls it (one sentence at a time).
 
-    python benchmarks/text_encoder.py [--threads 2] [--repeats 100] [--data FILE.jsonl] [--checkpoint F.pt]
+    python benchmarks/text_encoder.py [--threads 2] [--repeats 100] [--data FILE.jsonl]
+                                      [--checkpoint F.pt | --encoder NAME_OR_LAYERS]
 
 Embeds real utterances one by one (batch size 1, the runtime's case) with the encoder the shipped
-checkpoint was trained with and prints a markdown row: sentences, mean words, p50 / p95 / max in
+checkpoint was trained with (or ``--encoder``: a base encoder's name such as ``mpnet-base-v2``, or
+a tuned-layers file) and prints a markdown row: sentences, mean words, p50 / p95 / max in
 ms of wall-clock time, the mean CPU time per sentence (all threads; what an idle machine's wall
 time cannot be less than divided by the threads, and what a busy one does not inflate much), and
 the load average beside them (the machine is shared; a busy one inflates the wall times).
@@ -42,17 +44,22 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="JSON lines with a 'text' field (e.g. IEMOCAP transcripts)")
     parser.add_argument("--checkpoint", type=Path, default=Path("models/checkpoints/default.pt"),
                         help="time the text encoder this checkpoint was trained with")
+    parser.add_argument("--encoder", help="time this encoder instead: a base name (minilm-l6-v2, mpnet-base-v2) "
+                                          "or a tuned-layers .safetensors file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from models.checkpoint import load_checkpoint
-    from models.frontends.text import text_encoder_for
+    from models.frontends.text import TextEncoder, text_encoder_for
 
     texts = list(SENTENCES)
     if args.data:
         texts = [json.loads(line)["text"] for line in args.data.read_text().splitlines() if line.strip()]
     texts = (texts * (args.repeats // len(texts) + 1))[: args.repeats]
-    checkpoint, _ = load_checkpoint(args.checkpoint)
-    encoder = text_encoder_for(checkpoint.frontends["text"])
+    if args.encoder:
+        encoder = TextEncoder(args.encoder)
+    else:
+        checkpoint, _ = load_checkpoint(args.checkpoint)
+        encoder = text_encoder_for(checkpoint.frontends["text"])
     for text in texts[:10]:  # warm-up
         encoder.embed([text])
     times = []

@@ -1,15 +1,19 @@
-"""Fine-tuning MiniLM-L6's top layers for emotion (``emostream tune-text --config FILE --out F``).
+"""Fine-tuning a sentence encoder's top layers for emotion (``emostream tune-text --config FILE --out F``).
 
 The frozen sentence encoder was trained for topic similarity, not emotion: "I am really sorry"
-and "I am really glad" sit close together. This trains the top ``tune_layers`` transformer layers
-(and a linear classifier that is then thrown away) on single utterances of every text corpus in
+and "I am really glad" sit close together. This trains the top ``tune_layers`` transformer layers of
+the config's ``text_encoder`` (a base name of :data:`models.frontends.text.BASES`, MiniLM-L6 when
+empty; or a tuned file, tuned further) and a linear classifier that is then thrown away, on single utterances of every text corpus in
 the config, through the one label table with partial labels (:func:`partial_cross_entropy`), so
 each corpus teaches only the classes it names. Every epoch draws at most ``corpus_epoch_size``
 utterances per corpus, classes weighted by 1/sqrt(frequency) within a corpus, so neither a big
 corpus nor a majority class (DailyDialog's 80 % neutral) sets the embedding's habits.
 
-The output is a safetensors file with the tuned layers only (fp16, about 3.5 MB per layer); the
-runtime loads it over the bundled MiniLM (:class:`models.frontends.text.TextEncoder`). The fusion
+The layers below the tuned ones are frozen, so their output is computed once per distinct
+utterance (without dropout) and the tuned layers run on it (:func:`top_layers_only`); the embedding
+is the same as the whole model's (a test checks it). The output is a safetensors file with the
+tuned layers only (fp16, 3.5 MB per MiniLM layer, 14 MB per MPNet layer) and the base's name in its
+metadata; the runtime loads it over that base (:class:`models.frontends.text.TextEncoder`). The fusion
 model is then trained on the tuned embeddings (``text_encoder`` in its config). Utterances are
 encoded alone, as the runtime encodes them; the dialogue context is the fusion model's job.
 """
@@ -20,6 +24,7 @@ import json
 import logging
 import random
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +34,7 @@ import torch
 from .data import load_dataset
 from .data.sample import Sample
 from .errors import UserError
-from .frontends.text import TEXT_DIM, TextEncoder, mean_pool
+from .frontends.text import TextEncoder, mean_pool
 from .labels import LabelSet, fold_matrix, label_set
 from .losses import partial_cross_entropy
 from .metrics import Scores, score
@@ -38,7 +43,6 @@ from .training_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-N_LAYERS = 6  # MiniLM-L6
 HEAD_LR = 1e-3  # the throw-away classifier learns faster than the pretrained layers
 
 
@@ -85,26 +89,69 @@ def length_batches(examples: list[Example], batch_size: int, rng: random.Random)
     return batches
 
 
+class _Given(torch.nn.Module):
+    """Stands in for the embedding module: the states given as ``inputs_embeds`` pass unchanged."""
+
+    def forward(self, *args, inputs_embeds: torch.Tensor | None = None, **kwargs) -> torch.Tensor | None:
+        return inputs_embeds
+
+
+@contextmanager
+def top_layers_only(model: torch.nn.Module, first: int):
+    """Within the block, ``model(inputs_embeds=states [B, L, D], attention_mask=[B, L])`` runs only
+    transformer layers ``first..`` on the given states (what layer ``first - 1`` put out)."""
+    embeddings, layers = model.embeddings, model.encoder.layer
+    model.embeddings, model.encoder.layer = _Given(), layers[first:]
+    try:
+        yield model
+    finally:
+        model.embeddings, model.encoder.layer = embeddings, layers
+
+
 class Tuner(torch.nn.Module):
-    """MiniLM with its bottom layers frozen, and a linear head on the pooled embedding."""
+    """A sentence encoder with its bottom layers frozen, and a linear head on the pooled embedding.
+
+    Call :meth:`precompute` with every text before ``forward`` sees it: the frozen layers' output
+    is computed there once per distinct text.
+    """
 
     def __init__(self, encoder: TextEncoder, n_classes: int, tune_layers: int) -> None:
         super().__init__()
-        if not 1 <= tune_layers <= N_LAYERS:
-            raise UserError(f"tune_layers must be 1..{N_LAYERS}, got {tune_layers}")
+        n_layers = encoder.base.n_layers
+        if not 1 <= tune_layers <= n_layers:
+            raise UserError(f"tune_layers must be 1..{n_layers} for {encoder.base.name}, got {tune_layers}")
         self.tokenizer, self.max_tokens = encoder.tokenizer, encoder.max_tokens
         self.model = encoder.model
-        self.prefixes = tuple(f"encoder.layer.{i}." for i in range(N_LAYERS - tune_layers, N_LAYERS))
+        self.first = n_layers - tune_layers
+        self.prefixes = tuple(f"encoder.layer.{i}." for i in range(self.first, n_layers))
         for name, p in self.model.named_parameters():
             p.requires_grad = name.startswith(self.prefixes)
-        self.head = torch.nn.Linear(TEXT_DIM, n_classes)
+        self.head = torch.nn.Linear(encoder.dim, n_classes)
         self.scale = 20.0  # the embedding has unit length: logits need a wider range
+        self.frozen: dict[str, torch.Tensor] = {}  # text -> [L, D] states entering layer ``first``
+
+    @torch.no_grad()
+    def precompute(self, texts: list[str], batch_size: int = 64) -> None:
+        """The frozen layers' output for each text not yet seen (eval mode: no dropout)."""
+        todo = sorted({t for t in texts if t not in self.frozen}, key=len)
+        training = self.model.training
+        self.model.eval()
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+            states = self.model(**batch, output_hidden_states=True).hidden_states[self.first]  # [b, L, D]
+            for text, row, n in zip(chunk, states, batch["attention_mask"].sum(1).tolist()):
+                self.frozen[text] = row[:n].clone()
+        self.model.train(training)
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         """texts (B) -> logits [B, C]."""
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        states = self.model(**batch).last_hidden_state  # [B, L, 384]
-        return self.head(self.scale * mean_pool(states, batch["attention_mask"]))
+        rows = [self.frozen[t] for t in texts]
+        states = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, L, D]
+        mask = (torch.arange(states.shape[1]) < torch.tensor([len(r) for r in rows])[:, None]).long()  # [B, L]
+        with top_layers_only(self.model, self.first) as top:
+            out = top(inputs_embeds=states, attention_mask=mask).last_hidden_state  # [B, L, D]
+        return self.head(self.scale * mean_pool(out, mask))
 
     def tuned_state(self) -> dict[str, torch.Tensor]:
         """The tuned layers' weights, fp16, as the runtime loads them."""
@@ -149,7 +196,10 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
         if va:
             valid[spec.name] = (va, label_set(spec.valid_labels) if spec.valid_labels else labels)
         log.info("%s: %d training utterances, %d validation", spec.name, len(train[spec.name]), len(va))
-    tuner = Tuner(TextEncoder(max_tokens=config.max_tokens), len(labels.labels), config.tune_layers)
+    encoder = TextEncoder(config.text_encoder or None, max_tokens=config.max_tokens)
+    tuner = Tuner(encoder, len(labels.labels), config.tune_layers)
+    tuner.precompute([e.text for ex in train.values() for e in ex]
+                     + [s.text for samples, _ in valid.values() for s in samples if (s.text or "").strip()])
     optimizer = torch.optim.AdamW([
         {"params": [p for p in tuner.model.parameters() if p.requires_grad], "lr": config.lr},
         {"params": tuner.head.parameters(), "lr": HEAD_LR},
@@ -181,8 +231,8 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
             stale += 1
             if stale >= config.patience:
                 break
-    report = {"name": config.name, "tune_layers": config.tune_layers, "label_set": labels.name,
+    report = {"name": config.name, "base": encoder.base.name, "tune_layers": config.tune_layers, "label_set": labels.name,
               "best_valid_uwf1": round(best, 4), "history": history}
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(best_state, str(out), metadata={"training": json.dumps(report)})
+    save_file(best_state, str(out), metadata={"base": encoder.base.name, "training": json.dumps(report)})
     return report

@@ -228,7 +228,8 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     generator = torch.Generator().manual_seed(config.seed)
     device = pick_device(config.device, "the training config's device")
     labels = config.labels
-    net_config = FusionConfig.from_dict({**config.network, "n_classes": len(labels.labels)})
+    text_dim = {"text_dim": frontends["text"].dim} if "text" in frontends else {}  # the encoder's: 384 MiniLM, 768 MPNet
+    net_config = FusionConfig.from_dict({**config.network, "n_classes": len(labels.labels), **text_dim})
     corpus = build_corpus(config, net_config.max_context, frontends)
     if corpus.audio_table.shape[1] != net_config.audio_dim and len(corpus.audio_table):
         raise UserError(f"audio features have {corpus.audio_table.shape[1]} dims, network expects {net_config.audio_dim}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.errors import UserError
-from models.frontends.text import TextEncoder, text_encoder_for
-from models.text_tuning import tune_text
+from models.frontends import text
+from models.frontends.text import TextEncoder, base_encoder, text_encoder_for
+from models.text_tuning import top_layers_only, tune_text
 from models.training_config import TrainConfig
 
 HAPPY = ["I am so happy today", "What wonderful news", "This is great, thank you", "I love it so much"]
@@ -92,3 +94,60 @@ def test_wrong_or_broken_tuned_files_are_user_errors(tuned, tmp_path):
     save_file({"encoder.layer.5.output.dense.weight": torch.zeros(2, 2)}, str(alien))
     with pytest.raises(UserError, match="do not fit"):
         TextEncoder(alien)
+
+
+def test_the_tuned_layers_run_alone_give_the_whole_models_states():
+    """Tuning runs only the top layers on the frozen layers' stored output: same states as the whole model."""
+    encoder = TextEncoder()
+    texts = ["I feel terrible about it", "Okay."]
+    batch = encoder.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        whole = encoder.model(**batch, output_hidden_states=True)
+        with top_layers_only(encoder.model, 4) as top:
+            tail = top(inputs_embeds=whole.hidden_states[4], attention_mask=batch["attention_mask"])
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(tail.last_hidden_state[mask], whole.last_hidden_state[mask], atol=1e-5)
+    assert len(encoder.model.encoder.layer) == 6  # the layers are put back
+
+
+def test_unknown_or_missing_base_encoders_are_user_errors(monkeypatch):
+    with pytest.raises(UserError, match="unknown text encoder"):
+        base_encoder("bert-huge")
+    monkeypatch.setattr(text, "MPNET_PARTS", ("emostream-no-such-package",))
+    with pytest.raises(UserError, match=r"pip install 'emostream\[text-large\]'"):
+        TextEncoder("mpnet-base-v2")
+
+
+def test_a_minilm_identity_or_file_never_runs_on_another_base(tuned, tmp_path):
+    path, _ = tuned
+    minilm = TextEncoder().identity()
+    assert minilm["base"] == "minilm-l6-v2"
+    old = {"name": "minilm-l6-v2", "sha256": minilm["sha256"]}  # checkpoints written before bases were named
+    assert text_encoder_for(old).base.name == "minilm-l6-v2"
+    moved = tmp_path / "moved.safetensors"
+    save_file(load_file(str(path)), str(moved), metadata={"base": "mpnet-base-v2"})
+    if not _has_mpnet():
+        pytest.skip("all-mpnet-base-v2 is not installed (pip install 'emostream[text-large]')")
+    with pytest.raises(UserError, match="not the one available"):
+        text_encoder_for({**minilm, "base": "mpnet-base-v2"})
+    with pytest.raises(UserError, match="do not fit"):
+        TextEncoder(moved)
+
+
+def _has_mpnet() -> bool:
+    try:
+        text._package_file(text.MPNET_PARTS[0], ".zip.")
+        return True
+    except (PackageNotFoundError, UserError):
+        return False
+
+
+@pytest.mark.skipif(not _has_mpnet(), reason="all-mpnet-base-v2 is not installed (pip install 'emostream[text-large]')")
+def test_mpnet_base_embeds_in_768_dims_and_is_found_by_its_identity():
+    encoder = TextEncoder("mpnet-base-v2")
+    identity = encoder.identity()
+    assert identity["name"] == identity["base"] == "mpnet-base-v2" and encoder.dim == 768
+    a = encoder.embed(["I am so happy today", "I feel terrible about it"])
+    assert a.shape == (2, 768) and np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(a[0] @ a[1]) < 0.9  # two different sentences, two different directions
+    assert np.allclose(text_encoder_for(identity).embed(["I am so happy today"]), a[:1], atol=1e-6)

