@@ -60,6 +60,8 @@ class TrainConfig:
     temperature: float = 0.1
     modality_dropout: float = 0.2
     context_truncation: float = 0.0  # probability of cutting a window's context to a random length
+    shift_boost: int = 0  # emotion-change targets enter each epoch's draw 1 + shift_boost times
+    spoken_text: float = 0.0  # probability of a window's texts in their spoken form (no "!")
     pseudo_pairs: bool = False
     epochs: int = 30
     batch_size: int = 64
@@ -74,10 +76,12 @@ class TrainConfig:
         """Types and ranges, so a bad value (``--set optim.epochs=abc``) stops the run before any work."""
         for f in fields(self):
             check_type(f, getattr(self, f.name), f.name)
+        if self.shift_boost < 0:
+            raise UserError(f"shift_boost must be at least 0, got {self.shift_boost}")
         for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("modality_dropout", "context_truncation"):
+        for name in ("modality_dropout", "context_truncation", "spoken_text"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if not self.lr > 0:

@@ -33,6 +33,7 @@ class Window:
     target: soft target [C] (one-hot, votes, or uniform over a partial label's candidate classes).
     support: the classes the target's corpus can name [C] (None: all); the partial-label loss
     ignores the others. key: the target sample's id (for per-utterance output).
+    shift: the target's class differs from the previous turn's (both labelled): an emotion change.
     """
 
     text_rows: tuple[int, ...]
@@ -42,6 +43,7 @@ class Window:
     target: tuple[float, ...]
     support: tuple[bool, ...] | None = None
     key: str = ""
+    shift: bool = False
 
     def with_target_audio(self, row: int) -> "Window":
         """The same window with the target utterance's audio replaced by ``row``."""
@@ -95,6 +97,7 @@ def build_windows(
                 continue
             if label >= 0 and (not partial or sample.votes):
                 target = soft_target(sample, label, label_set)
+            previous = label_set.index(dialogue[position - 1].label) if position and dialogue[position - 1].label else None
             context = dialogue[max(0, position - max_context + 1) : position + 1]
             rows = [index[id(s)] for s in context]
             windows.append(Window(
@@ -105,6 +108,7 @@ def build_windows(
                 target=target,
                 support=support,
                 key=sample.id,
+                shift=label >= 0 and previous is not None and previous != label,
             ))
     return windows, excluded
 

@@ -7,7 +7,7 @@ ck=$1; tag=$2; D=../shared/data/text
 ev() { out=runs/eval-$tag-$1.json; shift; nice -n 10 emostream evaluate --checkpoint $ck --modalities text --json "$@" > $out 2>>runs/eval-$tag.log; }
 g1() { for c in 16 1; do ev iemocap-core4-c$c --dataset iemocap-text --data $D/iemocap/iemocap_text.jsonl --split test --labels core4 --context $c; done; }
 g2() { for c in 16 1; do ev meld-dev-c$c --dataset meld --data $D/meld/MELD --split valid --context $c --predictions runs/pred-$tag-meld-c$c.jsonl; ev meld-dev-core4-c$c --dataset meld --data $D/meld/MELD --split valid --labels core4 --context $c; done; }
-g3() { for c in 16 1; do ev dd-valid-core4-c$c --dataset dailydialog --data $D/dailydialog --split valid --labels core4 --context $c; ev dd-valid-c$c --dataset dailydialog --data $D/dailydialog --split valid --context $c; ev written-core4-c$c --dataset written --data benchmarks/data/written_dialogues.jsonl --labels core4 --context $c; done; }
+g3() { for c in 16 1; do ev dd-valid-core4-c$c --dataset dailydialog --data $D/dailydialog --split valid --labels core4 --context $c; ev dd-valid-c$c --dataset dailydialog --data $D/dailydialog --split valid --context $c; ev written-core4-c$c --dataset written --data benchmarks/data/written_dialogues.jsonl --split valid --labels core4 --context $c; done; }
 g1 & g2 & g3 & wait
 python - "$tag" <<'PY'
 import json, glob, sys

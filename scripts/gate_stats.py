@@ -3,12 +3,16 @@
 
     python scripts/gate_stats.py --checkpoint runs/small_gate.pt \
         --manifest runs/tts/manifest.jsonl --split valid \
-        --pairs ../shared/data/text/iemocap/iemocap_text.jsonl emodb ../shared/data/audio/emodb 03,08
+        --pairs ../shared/data/text/iemocap/iemocap_text.jsonl emodb ../shared/data/audio/emodb 03,08 \
+        [--threshold 0.8 --out NEW.pt]
 
 Prints the mean, 10th and 90th percentile of the target utterance's gate g (0 = its audio is
 ignored, the text-only mode; 1 = used as without a gate) on the rendered synthetic-voice windows
 of a manifest (audio + text at every turn) and on pseudo-pairs of acted clips with same-label
-IEMOCAP turns of the same split.
+IEMOCAP turns of the same split, and the share of each below several thresholds (the gate is
+closed to 0 below ``network.gate_threshold`` at inference). Use validation splits and speakers
+only. ``--out`` writes the checkpoint with ``gate_threshold = --threshold``; the soft gate is
+measured without any threshold the checkpoint already has.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataclasses import replace  # noqa: E402
+
 from models.checkpoint import load_checkpoint  # noqa: E402
+from models.networks import FusionConfig  # noqa: E402
 from models.evaluation import audio_features, select_samples, text_features  # noqa: E402
 from models.predictor import load_network  # noqa: E402
 from models.windows import build_windows, collate, pseudo_pairs  # noqa: E402
@@ -39,8 +46,12 @@ def gates(network, windows, text_table, audio_table) -> np.ndarray:
     return np.concatenate(out)
 
 
+THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
 def report(name: str, g: np.ndarray) -> None:
     print(f"{name}: n={len(g)} mean {g.mean():.3f}  p10 {np.percentile(g, 10):.3f}  p90 {np.percentile(g, 90):.3f}")
+    print("  share closed below " + "  ".join(f"{t:.2f}: {np.mean(g < t):.3f}" for t in THRESHOLDS))
 
 
 def main() -> int:
@@ -49,8 +60,14 @@ def main() -> int:
     parser.add_argument("--manifest", type=Path, help="rendered dialogues (scripts/render_tts.py)")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--pairs", nargs=4, metavar=("IEMOCAP_TEXT", "AUDIO_DATASET", "PATH", "SPEAKERS"))
+    parser.add_argument("--threshold", type=float, help="gate_threshold to write with --out")
+    parser.add_argument("--out", type=Path, help="write the checkpoint with --threshold")
     args = parser.parse_args()
-    checkpoint, _ = load_checkpoint(args.checkpoint)
+    if (args.threshold is None) != (args.out is None):
+        parser.error("--threshold and --out go together")
+    loaded, _ = load_checkpoint(args.checkpoint)
+    soft = replace(FusionConfig.from_dict(loaded.network), gate_threshold=0.0)
+    checkpoint = replace(loaded, network=soft.to_dict())
     network = load_network(checkpoint, torch.device("cpu"))
     if network.audio_gate is None:
         print("emostream: error: this checkpoint has no audio gate", file=sys.stderr)
@@ -73,6 +90,9 @@ def main() -> int:
         pairs = pseudo_pairs(windows, clip_windows, random.Random(0))
         report(f"acted {dataset} speakers {speakers} paired with iemocap {args.split}",
                gates(network, pairs, text_table, clip_table))
+    if args.out:
+        replace(loaded, network=replace(soft, gate_threshold=args.threshold).to_dict()).save(args.out)
+        print(f"wrote {args.out} with gate_threshold {args.threshold}")
     return 0
 
 

@@ -115,3 +115,21 @@ def test_calibration_error_on_known_cases():
     scores = score(y, probs.argmax(1), ("a", "b"), probs=probs)
     assert scores.ece == pytest.approx(0.25) and scores.to_dict()["ece"] == pytest.approx(0.25)
     assert score(y, probs.argmax(1), ("a", "b")).ece is None
+
+
+def test_gate_threshold_closes_a_half_open_gate_at_inference_only():
+    torch.manual_seed(0)
+    network = build_network(tiny_config(audio_gate=True, gate_threshold=0.5)).eval()
+    batch = random_batch(network.config)
+    batch = replace(batch, text_present=torch.ones_like(batch.text_present))
+    no_audio = replace(batch, audio_present=torch.zeros_like(batch.audio_present))
+    _set_gate(network, -1.0)  # sigmoid(-1) = 0.27 < 0.5: closed, the text-only mode
+    torch.testing.assert_close(network(batch).logits, network(no_audio).logits)
+    assert torch.all(network(batch).audio_gate == 0)
+    network.train()  # training sees the soft gate
+    assert torch.allclose(network(batch).audio_gate, torch.sigmoid(torch.tensor(-1.0)))
+    network.eval()
+    _set_gate(network, 1.0)  # 0.73 >= 0.5: kept as it is
+    assert torch.allclose(network(batch).audio_gate, torch.sigmoid(torch.tensor(1.0)))
+    with pytest.raises(Exception, match="gate_threshold"):
+        tiny_config(gate_threshold=1.5)

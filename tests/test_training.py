@@ -237,3 +237,39 @@ def test_context_truncation_keeps_the_target_and_p0_is_a_no_op():
     assert all(c.text_rows == w.text_rows[-len(c.text_rows):] for c, w in zip(cut, windows))
     assert all(c.label == w.label and c.speakers[-1] == w.speakers[-1] for c, w in zip(cut, windows))
     assert any(len(c.text_rows) < len(w.text_rows) for c, w in zip(cut, windows))
+
+
+def test_shift_marks_emotion_changes_and_the_boost_repeats_them():
+    import random
+
+    from models.training import Corpus, epoch_windows
+
+    labels = [Emotion.HAPPY, Emotion.HAPPY, Emotion.SAD, Emotion.EXCITED, Emotion.FRUSTRATED, Emotion.SAD]
+    samples = [_sample(i, label, speaker="MF"[i % 2]) for i, label in enumerate(labels)]
+    windows, _ = build_windows(samples, CORE4, 3, list(range(6)), None)
+    # excited folds to happy (a change after sad); after the unscored "frustrated" nothing is known
+    assert [w.shift for w in windows] == [False, False, True, True, False]
+    empty = torch.zeros(0)
+    corpus = Corpus(text_table=empty, audio_table=empty, audio_mean=empty, audio_std=empty,
+                    train={"t": windows}, epoch_sizes={"t": 0}, valid={}, valid_sets={}, audio_train=[],
+                    counts={}, spoken_rows={})
+    assert epoch_windows(corpus, random.Random(0)) == windows
+    boosted = epoch_windows(corpus, random.Random(0), shift_boost=2)
+    assert len(boosted) == len(windows) + 2 * 2 and sum(w.shift for w in boosted) == 3 * 2
+
+
+def test_spoken_form_drops_exclamation_marks_and_speak_windows_swaps_whole_windows():
+    import random
+
+    from models.training import speak_windows, spoken_form
+
+    assert spoken_form("Nobody warned me! I had to leave!!") == "Nobody warned me. I had to leave."
+    assert spoken_form("What?! Really!?") == "What? Really?"
+    assert spoken_form("Fine, thanks.") == "Fine, thanks."
+    samples = [_sample(i, Emotion.NEUTRAL, speaker="MF"[i % 2]) for i in range(4)]
+    windows, _ = build_windows(samples, CORE4, 4, list(range(4)), None)
+    spoken_rows = {1: 11, 3: 13}
+    assert speak_windows(windows, spoken_rows, 0.0, random.Random(0)) == windows
+    spoken = speak_windows(windows, spoken_rows, 1.0, random.Random(0))
+    assert [w.text_rows for w in spoken] == [(0,), (0, 11), (0, 11, 2), (0, 11, 2, 13)]
+    assert [w.label for w in spoken] == [w.label for w in windows]

@@ -258,11 +258,15 @@ class FusionNetwork(nn.Module):
         ) if config.target_residual else None
 
     def gate(self, batch: FusionBatch) -> Tensor | None:
-        """The audio gate of every position, [B, T, 1] in [0, 1]; None without a gate."""
+        """The audio gate of every position, [B, T, 1] in [0, 1] (at inference, below
+        ``config.gate_threshold`` closed to 0); None without a gate."""
         if self.audio_gate is None:
             return None
-        return self.audio_gate(batch.audio, batch.audio_present & batch.valid,
+        gate = self.audio_gate(batch.audio, batch.audio_present & batch.valid,
                                batch.text_present & batch.valid)
+        if self.config.gate_threshold and not self.training:
+            gate = torch.where(gate < self.config.gate_threshold, 0.0, gate)
+        return gate
 
     def states(self, batch: FusionBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Every position's states. Returns (audio_in, text_in, audio, text), each [B, T, D]:

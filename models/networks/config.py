@@ -44,6 +44,10 @@ class FusionConfig:
     # tau * log(prior) for the class prior the training mix taught; () = none. Set after training
     # by scripts/prior_correction.py so a balanced decision does not favour the majority class.
     prior_correction: tuple[float, ...] = ()
+    # Gate threshold: at inference (not in training) an audio gate below it is closed to 0, the
+    # text-only mode exactly, so a voice the gate half-trusts cannot pull the text's answer away.
+    # 0 = the soft gate as trained. Set after training by scripts/gate_stats.py --threshold.
+    gate_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -57,6 +61,8 @@ class FusionConfig:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
             raise UserError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.gate_threshold <= 1.0:
+            raise UserError(f"gate_threshold must be in [0, 1], got {self.gate_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "prior_correction", tuple(float(v) for v in self.prior_correction))
