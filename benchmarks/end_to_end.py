@@ -33,6 +33,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -237,18 +238,20 @@ def asr_on_true_segments(recordings: list[Recording], settings: Settings, refere
 
     encoder = WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type)
     ours = Transcriber(encoder, settings.asr.decoding)
-    segments, references = [], []
+    segments, references = [], []  # segments: (audio, index of the dialogue's first segment)
     for rec in recordings:
         audio = read_wav(rec.mono)[0][:, 0]
+        first = len(segments)
         for t in rec.turns:
-            segments.append(audio[round(t.start * SAMPLE_RATE) : round(t.end * SAMPLE_RATE)])
+            segments.append((audio[round(t.start * SAMPLE_RATE) : round(t.end * SAMPLE_RATE)], first))
             references.append(t.text)
 
-    def measure(transcribe) -> dict:
+    def measure(transcribe: Callable[[np.ndarray, str], str]) -> dict:
+        """transcribe(audio, what was transcribed before it in the same dialogue) -> text."""
         hyps, wall, cpu = [], [], []
-        for audio in segments:
+        for audio, first in segments:
             w, c = time.perf_counter(), time.process_time()
-            hyps.append(transcribe(audio))
+            hyps.append(transcribe(audio, " ".join(hyps[first:])))
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
         return {
@@ -258,11 +261,11 @@ def asr_on_true_segments(recordings: list[Recording], settings: Settings, refere
             "hypotheses": hyps,
         }
 
-    out = {"ours": measure(lambda a: ours.transcribe(a).text), "references": references}
+    out = {"ours": measure(lambda a, previous: ours.transcribe(a, previous).text), "references": references}
     if reference:
         whisper = encoder.whisper
 
-        def standard(audio: np.ndarray) -> str:
+        def standard(audio: np.ndarray, previous: str) -> str:  # each segment on its own, as before
             parts, _ = whisper.transcribe(audio, beam_size=5, language="en")
             return " ".join(p.text.strip() for p in parts)
 

@@ -32,6 +32,9 @@ class TranscriberConfig:
     greedy looks unsure (mean log-probability below fallback_logprob, or a loop); 5 / -0.8 matched
     faster-whisper's 30 s beam-5 WER on the benchmark's true segments at +14 % decoding CPU, and
     ``beam_size = 5`` beat it at +30 % (docs/benchmarks.md); off by default to keep latency low.
+    prompt_tokens: at most this many tokens of the session's previous transcripts (the end of
+    them) go before the start-of-transcript token, as Whisper's ``<|startofprev|>`` prompt does
+    across its 30 s windows (0 = no prompt): the dialogue is the context a 1-2 s turn lacks.
     """
 
     beam_size: int = 1
@@ -43,6 +46,7 @@ class TranscriberConfig:
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
+    prompt_tokens: int = 0
 
 
 def compression_ratio(text: str) -> float:
@@ -70,26 +74,37 @@ class Transcriber:
         """The ASR model, device and compute type (into every event)."""
         return {"model": self.encoder.name, "device": self.encoder.device, "compute_type": self.encoder.compute_type}
 
-    def _decode(self, output: object, audio_s: float, beam_size: int):
-        """One decoding of the encoder output (a CTranslate2 WhisperGenerationResult)."""
+    def _previous(self, previous: str) -> list[int]:
+        """``<|startofprev|>`` and the last ``prompt_tokens`` tokens of ``previous`` ([] when off or empty)."""
+        if self.config.prompt_tokens <= 0 or not previous.strip():
+            return []
+        tokens = self.tokenizer.encode(" " + previous.strip())
+        return [self.tokenizer.sot_prev] + tokens[-self.config.prompt_tokens:]
+
+    def _decode(self, output: object, audio_s: float, beam_size: int, previous: list[int]):
+        """One decoding of the encoder output (a CTranslate2 WhisperGenerationResult); ``previous``:
+        the prompt tokens before the start of transcript (CTranslate2 counts them in max_length)."""
         return self.encoder.whisper.model.generate(
-            output, [self.prompt], beam_size=beam_size,
-            max_length=min(self.config.max_tokens, 16 + int(12 * audio_s)), return_scores=True, return_no_speech_prob=True,
+            output, [previous + self.prompt], beam_size=beam_size,
+            max_length=min(self.encoder.whisper.max_length, len(previous) + min(self.config.max_tokens, 16 + int(12 * audio_s))),
+            return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1],
             repetition_penalty=self.config.repetition_penalty, no_repeat_ngram_size=self.config.no_repeat_ngram_size,
         )[0]
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s)."""
+    def transcribe(self, audio: np.ndarray, previous: str = "") -> Transcript:
+        """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s); previous: what the session said
+        before it, oldest first (used when ``prompt_tokens`` > 0)."""
         encoded = self.encoder.encode(audio)
         audio_s = len(audio) / SAMPLE_RATE
-        result = self._decode(encoded.output, audio_s, self.config.beam_size)
+        prompt = self._previous(previous)
+        result = self._decode(encoded.output, audio_s, self.config.beam_size, prompt)
         text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         if self.config.fallback_beam_size > self.config.beam_size and (
             (result.scores[0] if result.scores else 0.0) < self.config.fallback_logprob
             or compression_ratio(text) > self.config.compression_ratio_threshold
         ):
-            result = self._decode(encoded.output, audio_s, self.config.fallback_beam_size)
+            result = self._decode(encoded.output, audio_s, self.config.fallback_beam_size, prompt)
             text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         avg_logprob = float(result.scores[0]) if result.scores else 0.0
         silent = result.no_speech_prob > self.config.no_speech_threshold and avg_logprob < self.config.logprob_threshold

@@ -86,6 +86,23 @@ def test_fallback_decodes_again_with_the_beam(encoder):
     assert fallback.text == beam.text and fallback.avg_logprob == beam.avg_logprob
 
 
+@pytest.mark.slow
+@needs_espeak
+def test_prompt_with_previous_turns_hears_the_name_it_mentioned(encoder):
+    """A name the dialogue already said is heard with the prompt and misheard without it; the
+    prompt is not repeated in the output, and prompt_tokens = 0 ignores it."""
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    audio = synthesise("They are firing Tom after eleven years.", "en-us+m3", 170, 47)
+    previous = "Morning! Did you hear? Tom will not be with us."
+    prompted = Transcriber(encoder, TranscriberConfig(prompt_tokens=32)).transcribe(audio, previous)
+    plain = Transcriber(encoder, TranscriberConfig(prompt_tokens=0)).transcribe(audio, previous)
+    assert "tom" in words(prompted.text) and "with" not in words(prompted.text), prompted.text
+    assert "tom" not in words(plain.text), plain.text
+    assert plain.text == Transcriber(encoder, TranscriberConfig(prompt_tokens=0)).transcribe(audio).text
+
+
 def test_compression_ratio_flags_long_loops_only():
     assert compression_ratio("what " * 30) > TranscriberConfig().compression_ratio_threshold
     assert compression_ratio("Who was that? Who was that? Who was that?") < TranscriberConfig().compression_ratio_threshold
