@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -119,6 +120,7 @@ class Pipeline:
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, tuple[tuple[int, int], Heard]] = {}  # channel -> ((id, samples), prepared)
+        self._said: deque[str] = deque(maxlen=8)  # the last events' texts: the transcriber's prompt
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
         self.model_identity = predictor.identity()
@@ -198,6 +200,7 @@ class Pipeline:
             log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
                       utterance.id, utterance.start, transcript.no_speech_prob)
             return None
+        self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
         window = self.context.push(heard.item(speaker), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
@@ -212,7 +215,7 @@ class Pipeline:
     def _partial(self, utterance: Utterance) -> PartialEvent | None:
         """Score the audio so far; None while Whisper hears no words in it yet."""
         started = self.wall_clock()
-        transcript = self.transcriber.transcribe(utterance.audio)
+        transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
         if not transcript.text:
             return None
         heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)), voice=False)
@@ -233,7 +236,7 @@ class Pipeline:
         """An utterance's :class:`Heard` (transcribed here unless ``transcript`` is given; no voice
         print unless ``voice``)."""
         if transcript is None:
-            transcript = self.transcriber.transcribe(utterance.audio)
+            transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
         return Heard(
             transcript=transcript,
             audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
