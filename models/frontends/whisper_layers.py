@@ -66,8 +66,6 @@ def base_model_dir(cache_dir: Path | None = None) -> Path:
 
 def model_path(model: str | None) -> Path:
     """A CTranslate2 Whisper directory for ``None``/"tiny.en" (embedded), "base" or a directory."""
-    if model == BASE_MODEL:
-        return base_model_dir()
     path, _ = resolve_model(model)
     if not Path(path).is_dir():
         raise UserError(f"{model!r}: the layer frontend needs a local CTranslate2 model directory")
