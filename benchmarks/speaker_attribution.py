@@ -280,7 +280,7 @@ class StreamResult:
     utterances: int
     cuts: int
     chops: int  # cuts inside a turn (not in the pause between two turns)
-    asked: int  # utterances with an inner pause, handed to the split
+    asked: int  # inner pauses tested by the split
     split_s: float  # wall seconds spent in the split
 
 
@@ -324,18 +324,18 @@ def run_stream(audio: np.ndarray, turns: list[tuple[float, float, str]], config:
 
 
 class _CountingChange:
-    """A SpeakerChange that counts the cuts (``made``) of the detector it wraps, the utterances it
-    was asked about (``asked``) and the seconds it took (``spent``, wall clock)."""
+    """A SpeakerChange that counts the cuts (``made``) of the detector it wraps, the pauses it
+    tested (``asked``) and the seconds it took (``spent``, wall clock)."""
 
     def __init__(self, detector: SpeakerChangeDetector) -> None:
-        self.detector, self.made, self.asked, self.spent = detector, 0, 0, 0.0
+        self.detector, self.config, self.made, self.asked, self.spent = detector, detector.config, 0, 0, 0.0
 
-    def cuts(self, audio: np.ndarray, pauses: list[tuple[int, int]]) -> list[int]:
+    def changed(self, audio: np.ndarray, pause: tuple[int, int]) -> bool:
         started = time.perf_counter()
-        chosen = self.detector.cuts(audio, pauses)
+        changed = self.detector.changed(audio, pause)
         self.spent += time.perf_counter() - started
-        self.made, self.asked = self.made + len(chosen), self.asked + 1
-        return chosen
+        self.made, self.asked = self.made + changed, self.asked + 1
+        return changed
 
 
 def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], config: SpeakerConfig, seed: int) -> None:
@@ -364,8 +364,8 @@ def stream_table(corpora: dict[str, tuple[list[Dialogue], list[Dialogue]]], conf
         costs += split
     asked = sum(r.asked for r in costs)
     print(f"\nCost of the split: {1e3 * sum(r.split_s for r in costs) / max(sum(r.utterances for r in costs), 1):.1f} ms "
-          f"per utterance, {1e3 * sum(r.split_s for r in costs) / max(asked, 1):.1f} ms per utterance with an inner pause "
-          f"({asked} of {sum(r.utterances - r.cuts for r in costs)}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"per utterance, {1e3 * sum(r.split_s for r in costs) / max(asked, 1):.1f} ms per pause tested "
+          f"({asked} tests, {sum(r.utterances - r.cuts for r in costs)} utterances before cutting); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def voice_config(feature: VoiceFeature, distance: float | None = None) -> SpeakerConfig:

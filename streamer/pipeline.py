@@ -11,6 +11,10 @@ waits only for the speaker clustering and the fusion model (Whisper and CAM++, t
 cost, already ran during the pause).
 When speech resumes instead, that work was wasted (once per pause of 210-420 ms), which is why
 a run as fast as possible, where nobody waits for each result, turns it off (``work_ahead``).
+Where two voices answer each other after a pause shorter than the hangover, the segmenter
+decides the first turn as soon as 0.8 s of the answer is heard to be another voice
+(``streamer.speaker_change``), without waiting for the answer to end; that part has no
+hangover to prepare it in, and is heard when it is decided.
 
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
 fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
@@ -119,7 +123,7 @@ class Pipeline:
         self.work_ahead = work_ahead
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
-        self._ahead: dict[int, tuple[tuple[int, int], Heard]] = {}  # channel -> ((id, samples), prepared)
+        self._ahead: dict[int, dict[tuple[int, int], Heard]] = {}  # channel -> {(id, samples): prepared}
         self._said: deque[str] = deque(maxlen=8)  # the last events' texts: the transcriber's prompt
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
@@ -178,22 +182,21 @@ class Pipeline:
         return events
 
     def _prepare_ending(self) -> None:
-        """Prepare each utterance that is half-way through its hangover (once per pause)."""
+        """Prepare each utterance that is half-way through its hangover, every part of it where
+        it will be cut at a voice change (once per pause)."""
         for segmenter in self.segmenters:
             ending = segmenter.ending()
-            if ending is None:
+            if not ending:
                 continue
-            key = (ending.id, len(ending.audio))
-            cached = self._ahead.get(ending.channel)
-            if cached is None or cached[0] != key:
-                self._ahead[ending.channel] = (key, self._hear(ending))
+            cached = self._ahead.get(segmenter.channel, {})
+            keys = [(u.id, len(u.audio)) for u in ending]
+            self._ahead[segmenter.channel] = {
+                key: cached[key] if key in cached else self._hear(u) for key, u in zip(keys, ending)
+            }
 
     def _event(self, utterance: Utterance, decided: float) -> EmotionEvent | None:
-        cached = self._ahead.get(utterance.channel)
-        if cached is not None and cached[0] == (utterance.id, len(utterance.audio)):
-            del self._ahead[utterance.channel]
-            heard = cached[1]  # prepared during the hangover, from the same audio
-        else:  # (a part cut at a voice change before the last one: the last may still be cached)
+        heard = self._ahead.get(utterance.channel, {}).pop((utterance.id, len(utterance.audio)), None)
+        if heard is None:  # not prepared during the hangover (from the same audio)
             heard = self._hear(utterance)
         transcript = heard.transcript
         if not transcript.text and transcript.no_speech_prob > self.transcriber.config.no_speech_threshold:

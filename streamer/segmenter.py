@@ -8,13 +8,16 @@ utterance with less than `min_speech_ms` of voiced frames is dropped as a click;
 goes on as the next utterance.
 
 Speaker changes inside an utterance: two parties often answer each other after a pause shorter
-than the hangover, and then both turns land in one utterance. When a ``SpeakerChange`` detector
-is given (mono voice attribution), the segmenter hands it each utterance it decides together with
-its internal pauses (runs of non-speech frames between voiced ones), and cuts the utterance at the
-pauses where the detector hears another voice on either side; each part becomes an utterance of
-its own (the left part ends at its last voiced frame, the right one starts up to ``preroll_ms``
-before its first). ``ending`` offers the last part, cut the same way (the detector is asked once
-per utterance extent), so work on it can still start during the hangover.
+than the hangover, and then both turns would land in one utterance. When a ``SpeakerChange``
+detector is given (mono voice attribution), the segmenter tests the pauses inside the open
+utterance (runs of non-speech frames between voiced ones) as the stream goes on, each once: as
+soon as ``lookahead_s`` of speech follows a pause, the detector compares the voices on either
+side (``streamer.speaker_change``), and where they differ the part before the pause is decided at
+once (it ends at its last voiced frame; the rest goes on as a new utterance, starting up to
+``preroll_ms`` before its first voiced frame, marked ``voice_change``). Pauses that the
+utterance's end comes too soon after are tested when it is decided, with the audio there is.
+``ending`` offers the parts as they will be decided, so work on them can start during the
+hangover; the tests it makes are kept for the decision.
 
 Defaults were chosen on espeak-ng dialogue (examples/) and 40 EmoDB sentences joined by 0.6-1.2 s
 gaps, clean and with white noise at -50/-40/-35 dBFS: mode 3 keeps turns apart when a noise
@@ -42,6 +45,7 @@ import webrtcvad
 from streamer.errors import UserError
 from streamer.framing import VAD_FRAME_MS
 from streamer.records import SAMPLE_RATE, Frame, Utterance
+from streamer.speaker_change import SpeakerChangeConfig
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,17 @@ class SegmenterConfig:
 
 
 QUIET_DB = 35.0  # a frame this far below the utterance's loud frames (90th percentile) is a pause
+QUIET = 10 ** (-QUIET_DB / 10)  # the same as a power ratio
 
 
 class SpeakerChange(Protocol):
-    """Where an utterance changes voice (``streamer.speaker_change.SpeakerChangeDetector``)."""
+    """Whether the voice changes at a pause (``streamer.speaker_change.SpeakerChangeDetector``)."""
 
-    def cuts(self, audio: np.ndarray, pauses: list[tuple[int, int]]) -> list[int]:
-        """audio: float32 [n_samples] at 16 kHz; pauses: (start, end) sample spans of its internal
-        pauses, in order. Returns the indices into ``pauses`` to cut at, ascending."""
+    config: SpeakerChangeConfig  # how much audio either side of a pause is looked at
+
+    def changed(self, audio: np.ndarray, pause: tuple[int, int]) -> bool:
+        """audio: float32 [n_samples] at 16 kHz, the stretch around the pause; pause: its
+        (start, end) samples into ``audio``. True where another voice speaks after it."""
         ...
 
 
@@ -158,9 +165,12 @@ class Segmenter:
         self._preroll: deque[Frame] = deque(maxlen=config.frames(config.preroll_ms))
         self._frames: list[Frame] = []  # the open utterance, preroll included; [] when idle
         self._voiced: list[bool] = []  # VAD decision per frame of self._frames
+        self._power: list[float] = []  # mean square of each frame of self._frames (int16 units)
         self._silence_run = 0  # consecutive non-speech frames at the end of self._frames
         self._reserved: list[int] = []  # ids handed out for the open utterance's parts, in order
-        self._parts_memo: tuple[tuple[float, int], list[tuple[int, int]]] | None = None  # see _parts
+        self._tested = 0  # inner pauses starting before this frame of self._frames have been tested
+        self._voice_change = False  # the open utterance was cut from the one before at a voice change
+        self._decisions: dict[tuple[float, int, int, int], bool] = {}  # speaker-change tests, see _changed
 
     def feed(self, frame: Frame) -> list[Utterance]:
         if frame.channel != self.channel:
@@ -174,15 +184,18 @@ class Segmenter:
                 return []
             self._frames = list(self._preroll)
             self._voiced = [False] * len(self._frames)
+            self._power = [_power(f) for f in self._frames]
             self._preroll.clear()
         self._frames.append(frame)
         self._voiced.append(speech)
+        self._power.append(_power(frame))
         self._silence_run = 0 if speech else self._silence_run + 1
         if self._silence_run >= self.config.frames(self.config.hangover_ms):
             return self._close(decided_at=frame.end)
+        parts = self._look(decided_at=frame.end) if speech and self.speaker_change is not None else []
         if frame.end - self._frames[0].start >= self.config.max_utterance_s:
-            return self._split(decided_at=frame.end)
-        return []
+            return parts + self._split(decided_at=frame.end)
+        return parts
 
     def in_progress(self) -> Utterance | None:
         """The open utterance so far, while speech goes on; None when idle, in a pause (the
@@ -194,22 +207,22 @@ class Segmenter:
         voiced_ms = sum(self._voiced) * self.config.frame_ms
         if not self._frames or self._silence_run or voiced_ms < self.config.min_speech_ms:
             return None
-        return self._utterance(self._frames, self._reserve(1)[0], decided_at=self._frames[-1].end)
+        return self._utterance(self._frames, self._reserve(1)[0], self._frames[-1].end, self._voice_change)
 
-    def ending(self) -> Utterance | None:
+    def ending(self) -> list[Utterance]:
         """The open utterance as it will be decided if the current pause goes on, once the pause
-        is half the hangover long; None otherwise (idle, speaking, a shorter pause, too little
-        speech). Same id, audio, start and end as the utterance ``feed`` returns when the
-        hangover runs out, so work on it can start before that decision. Where a speaker change
-        cuts the utterance, this is its last part (the earlier parts come with it when decided)."""
+        is half the hangover long; [] otherwise (idle, speaking, a shorter pause, too little
+        speech). The same ids, audio, start and end as the utterances ``feed`` returns when the
+        hangover runs out, so work on them can start before that decision: one utterance, or
+        its parts where a pause still to be tested turns out to be a speaker change."""
         if self._silence_run < max(1, self.config.frames(self.config.hangover_ms / 2)):
-            return None
-        last_voiced = max((i for i, v in enumerate(self._voiced) if v), default=-1)
+            return []
         if sum(self._voiced) * self.config.frame_ms < self.config.min_speech_ms:
-            return None
-        parts = self._parts(self._frames[: last_voiced + 1], self._voiced[: last_voiced + 1])
-        first, last = parts[-1]
-        return self._utterance(self._frames[first:last], self._reserve(len(parts))[-1], self._frames[-1].end, len(parts) > 1)
+            return []
+        parts = self._parts(self._last_voiced() + 1)
+        ids = self._reserve(len(parts))
+        return [self._utterance(self._frames[a:b], id, self._frames[-1].end, k > 0 or self._voice_change)
+                for k, ((a, b), id) in enumerate(zip(parts, ids))]
 
     def flush(self) -> list[Utterance]:
         """End of stream: close the open utterance, if any."""
@@ -219,36 +232,113 @@ class Segmenter:
 
     def _close(self, decided_at: float) -> list[Utterance]:
         """End the utterance at its last voiced frame; the frames after it become preroll."""
-        last_voiced = max(i for i, v in enumerate(self._voiced) if v)
-        utterance = self._cut(last_voiced + 1, decided_at)
+        utterances = self._cut(self._last_voiced() + 1, decided_at)
         self._preroll.extend(self._frames)
-        self._frames, self._voiced, self._silence_run = [], [], 0
-        return utterance
+        self._frames, self._voiced, self._power, self._silence_run = [], [], [], 0
+        return utterances
 
     def _split(self, decided_at: float) -> list[Utterance]:
         """Cut a long utterance after its quietest frame in the last split_search_ms."""
         search = self.config.frames(self.config.split_search_ms)
-        tail = self._frames[-search:]
-        energies = [float(np.mean(f.pcm.astype(np.float32) ** 2)) for f in tail]
-        upto = len(self._frames) - len(tail) + int(np.argmin(energies)) + 1
-        utterance = self._cut(upto, decided_at)
+        tail = self._power[-search:]
+        upto = len(self._frames) - len(tail) + int(np.argmin(tail)) + 1
+        utterances = self._cut(upto, decided_at)
         if not any(self._voiced):  # only silence after the split point: back to IDLE
             self._preroll.extend(self._frames)
-            self._frames, self._voiced = [], []
-        return utterance
+            self._frames, self._voiced, self._power = [], [], []
+        return utterances
 
     def _cut(self, upto: int, decided_at: float) -> list[Utterance]:
         """Make frames[:upto] an utterance (unless too little of it is voiced), or one per part
-        where the voice changes; keep the rest."""
-        frames, voiced = self._frames[:upto], self._voiced[:upto]
-        self._frames, self._voiced = self._frames[upto:], self._voiced[upto:]
-        if sum(voiced) * self.config.frame_ms < self.config.min_speech_ms:
-            self._reserved = []
-            return []
-        parts = self._parts(frames, voiced)
+        where the voice changes; keep the rest, as a new utterance."""
+        voiced_ms = sum(self._voiced[:upto]) * self.config.frame_ms
+        parts = self._parts(upto) if voiced_ms >= self.config.min_speech_ms else []
         ids = self._reserve(len(parts))
-        self._reserved = []
-        return [self._utterance(frames[a:b], id, decided_at, k > 0) for k, ((a, b), id) in enumerate(zip(parts, ids))]
+        utterances = [self._utterance(self._frames[a:b], id, decided_at, k > 0 or self._voice_change)
+                      for k, ((a, b), id) in enumerate(zip(parts, ids))]
+        self._drop(upto)
+        self._reserved, self._tested, self._voice_change = [], 0, False
+        self._decisions.clear()
+        return utterances
+
+    def _look(self, decided_at: float) -> list[Utterance]:
+        """Test each inner pause that ``lookahead_s`` of speech now follows; where the voice has
+        changed, close the part before the pause at once (streamer.speaker_change)."""
+        lookahead = self._side_frames(self.speaker_change.config.lookahead_s)
+        parts: list[Utterance] = []
+        while True:
+            upto = len(self._frames)  # the last frame is speech: all of it belongs to the utterance
+            k = upto - lookahead  # a pause ending at frame k has just got its lookahead
+            if k < 1 or not self._voiced[k]:
+                return parts
+            if self._voiced[k - 1] and self._power[k - 1] >= max(self._power[i] for i in range(upto) if self._voiced[i]) * QUIET:
+                return parts  # frame k - 1 is speech, not quiet even next to the loudest: no pause ends at k
+            ripe = [(a, b) for a, b in self._pauses(upto) if a >= self._tested and upto - b >= lookahead]
+            if not ripe:
+                return parts
+            a, b = ripe[0]
+            self._tested = b
+            if not self._changed(0, a, b, b + lookahead):
+                continue
+            parts.append(self._utterance(self._frames[:a], self._reserve(1)[0], decided_at, self._voice_change))
+            self._reserved.pop(0)
+            start = max(a, b - self.config.frames(self.config.preroll_ms))  # the next part's preroll
+            self._drop(start)
+            self._tested, self._voice_change = b - start, True
+
+    def _parts(self, upto: int) -> list[tuple[int, int]]:
+        """[first, end) frame ranges of frames[:upto], cut where a pause not yet tested turns out
+        to be a speaker change (tested now, with the audio up to ``upto`` after it); the whole
+        range without a detector or a change."""
+        if self.speaker_change is None:
+            return [(0, upto)]
+        lookahead = self._side_frames(self.speaker_change.config.lookahead_s)
+        min_side = self._side_frames(self.speaker_change.config.min_side_s)
+        parts, start = [], 0
+        for a, b in self._pauses(upto):
+            if a >= self._tested and upto - b >= min_side and self._changed(start, a, b, min(upto, b + lookahead)):
+                parts.append((start, a))
+                start = max(a, b - self.config.frames(self.config.preroll_ms))
+        return parts + [(start, upto)]
+
+    def _changed(self, start: int, a: int, b: int, end: int) -> bool:
+        """Whether the voice changes at the pause frames[a:b] of the part that starts at frame
+        ``start``: False with less than ``min_side_s`` before it, else the detector's answer on
+        frames[max(start, a - window):end]. Kept until the utterance is decided (``ending``
+        asks before the decision; the decision then finds the answer)."""
+        config = self.speaker_change.config
+        if a - start < self._side_frames(config.min_side_s):
+            return False
+        first = max(start, a - self._side_frames(config.window_s))
+        key = (self._frames[first].start, end - first, a - first, b - first)
+        if key not in self._decisions:
+            audio = np.concatenate([f.pcm for f in self._frames[first:end]]).astype(np.float32) / 32768.0
+            n = len(self._frames[0].pcm)
+            self._decisions[key] = self.speaker_change.changed(audio, ((a - first) * n, (b - first) * n))
+        return self._decisions[key]
+
+    def _pauses(self, upto: int) -> list[tuple[int, int]]:
+        """[start, end) frame ranges of the inner pauses of frames[:upto] worth testing: runs of
+        at least ``min_pause_s`` of non-speech frames between speech, where a frame far quieter
+        than the speech so far counts as non-speech too (webrtcvad may miss a pause of ~0.1 s:
+        it lags behind the end of speech)."""
+        voiced = np.array(self._voiced[:upto])
+        if not voiced.any():
+            return []
+        power = np.array(self._power[:upto])
+        quiet = power < np.percentile(power[voiced], 90) * QUIET
+        shortest = self._side_frames(self.speaker_change.config.min_pause_s)
+        return [(a, b) for a, b in internal_pauses(list(voiced & ~quiet)) if b - a >= shortest]
+
+    def _side_frames(self, seconds: float) -> int:
+        return self.config.frames(seconds * 1000)
+
+    def _last_voiced(self) -> int:
+        return max(i for i, v in enumerate(self._voiced) if v)
+
+    def _drop(self, upto: int) -> None:
+        """Forget frames[:upto] of the open utterance."""
+        self._frames, self._voiced, self._power = self._frames[upto:], self._voiced[upto:], self._power[upto:]
 
     def _reserve(self, n: int) -> list[int]:
         """The ids of the open utterance's first ``n`` parts, drawn once and kept until it is cut
@@ -257,37 +347,17 @@ class Segmenter:
             self._reserved.append(next(self._ids))
         return self._reserved[:n]
 
-    def _parts(self, frames: list[Frame], voiced: list[bool]) -> list[tuple[int, int]]:
-        """[first, end) frame ranges of the utterance ``frames`` after cutting it at speaker
-        changes; the whole range without a detector or a change. Memoised on the utterance's
-        start and length, so ``ending`` and the decision ask the detector once."""
-        key = (frames[0].start, len(frames))
-        if self._parts_memo is not None and self._parts_memo[0] == key:
-            return self._parts_memo[1]
-        parts = [(0, len(frames))]
-        pauses = internal_pauses(voiced) if self.speaker_change is not None else []
-        if self.speaker_change is not None:
-            # webrtcvad may miss a pause of ~0.1 s (it lags behind the end of speech); a frame far
-            # quieter than the utterance's speech counts as a pause too
-            energy = np.array([np.mean(f.pcm.astype(np.float32) ** 2) for f in frames])
-            quiet = energy < np.percentile(energy[np.array(voiced)], 90) * 10 ** (-QUIET_DB / 10)
-            pauses = internal_pauses([v and not q for v, q in zip(voiced, quiet)])
-        if pauses:
-            n = len(frames[0].pcm)
-            audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
-            cuts = [pauses[i] for i in self.speaker_change.cuts(audio, [(a * n, b * n) for a, b in pauses])]
-            preroll = self.config.frames(self.config.preroll_ms)
-            bounds = [(0, 0)] + [(a, max(a, b - preroll)) for a, b in cuts] + [(len(frames), len(frames))]
-            parts = [(left[1], right[0]) for left, right in zip(bounds, bounds[1:])]
-        self._parts_memo = (key, parts)
-        return parts
-
     def _utterance(self, frames: list[Frame], id: int, decided_at: float, voice_change: bool = False) -> Utterance:
         audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
         return Utterance(
             id=id, channel=self.channel, start=frames[0].start, end=frames[-1].end,
             audio=audio, decided_at=decided_at, voice_change=voice_change,
         )
+
+
+def _power(frame: Frame) -> float:
+    """Mean square of a frame's int16 samples."""
+    return float(np.mean(frame.pcm.astype(np.float32) ** 2))
 
 
 def internal_pauses(voiced: list[bool]) -> list[tuple[int, int]]:
