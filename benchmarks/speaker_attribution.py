@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,13 +193,23 @@ def feed(attributor: SpeakerAttributor, dialogue: Dialogue) -> list[Speaker]:
     return out
 
 
-def attribute(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
+def raw_rule_only() -> EmbeddingClustering:
+    """campplus as it was before the voice projection: the raw-embedding rules alone."""
+    return EmbeddingClustering(DEFAULT_NEW_SPEAKER_DISTANCE[VoiceFeature.CAMPPLUS])
+
+
+# A policy: a speaker config, or a factory of campplus clusterings (such as raw_rule_only)
+Policy = SpeakerConfig | Callable[[], EmbeddingClustering]
+
+
+def attribute(dialogue: Dialogue, config: Policy) -> list[Speaker]:
     """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
-    attributor = make_attributor(config)
-    if isinstance(attributor, (VoiceClustering, EmbeddingClustering)):
-        if isinstance(attributor, VoiceClustering):
-            return [attributor.assign_print(clip.prints[config.feature]) for clip in dialogue]
-        return [attributor.assign_print(clip.prints[config.feature], len(clip.audio) / SAMPLE_RATE) for clip in dialogue]
+    attributor = config() if callable(config) else make_attributor(config)
+    feature = VoiceFeature.CAMPPLUS if callable(config) else config.feature
+    if isinstance(attributor, VoiceClustering):
+        return [attributor.assign_print(clip.prints[feature]) for clip in dialogue]
+    if isinstance(attributor, EmbeddingClustering):
+        return [attributor.assign_print(clip.prints[feature], len(clip.audio) / SAMPLE_RATE) for clip in dialogue]
     return feed(attributor, dialogue)
 
 
@@ -372,18 +382,19 @@ def voice_config(feature: VoiceFeature, distance: float | None = None) -> Speake
     return SpeakerConfig(mode=SpeakerMode.VOICE, feature=feature, new_speaker_distance=distance)
 
 
-def policies(features: list[VoiceFeature]) -> dict[str, SpeakerConfig]:
-    """The chance baseline and one voice policy per feature, at its default distance."""
+def policies(features: list[VoiceFeature]) -> dict[str, Policy]:
+    """The chance baseline, one voice policy per feature at its default distance, and campplus
+    without the voice projection's rule."""
     return {"single (all A; chance baseline)": SpeakerConfig(mode=SpeakerMode.SINGLE)} | {
         f"voice: {f.value}": voice_config(f) for f in features
-    }
+    } | {"voice: campplus, raw rules only (before the projection)": raw_rule_only}
 
 
-def mean_accuracy(dialogues: Iterable[Dialogue], config: SpeakerConfig) -> float:
+def mean_accuracy(dialogues: Iterable[Dialogue], config: Policy) -> float:
     return float(np.mean([accuracy(d, attribute(d, config)) for d in dialogues]))
 
 
-def share_on_a(streams: Iterable[Dialogue], config: SpeakerConfig) -> float:
+def share_on_a(streams: Iterable[Dialogue], config: Policy) -> float:
     return float(np.mean([np.mean([s is Speaker.A for s in attribute(d, config)]) for d in streams]))
 
 

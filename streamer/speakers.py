@@ -12,7 +12,9 @@ docs/benchmarks.md, "Speaker attribution"):
 - ``campplus`` (default): the 192-d CAM++ speaker embedding (``models.frontends.speaker``), a
   neural network trained for speaker verification, clustered by ``EmbeddingClustering``: every
   embedding is kept and the whole history is re-clustered after each utterance, so an early
-  wrong guess is corrected for the utterances that follow.
+  wrong guess is corrected for the utterances that follow; a learned projection of the
+  embedding (an LDA over synthetic voices) tells synthetic voices apart where their turns are
+  tight in it.
 - ``pitch``: median F0 of the voiced frames in semitones, divided by PITCH_UNIT_ST.
 - ``mfcc``: mean MFCC 1..19 of the voiced frames, index-weighted (k * c_k, the classic liftered
   cepstral distance) and divided by CEPSTRUM_UNIT.
@@ -50,7 +52,7 @@ from streamer.errors import UserError
 from streamer.records import SAMPLE_RATE, Speaker, Utterance
 
 if TYPE_CHECKING:
-    from models.frontends.speaker import SpeakerEmbedder
+    from models.frontends.speaker import SpeakerEmbedder, VoiceProjection
 
 FRAME_S = 0.025  # analysis window, seconds
 HOP_S = 0.010  # analysis hop, seconds
@@ -367,7 +369,17 @@ class EmbeddingClustering:
     LINKS_NEEDED utterances were cut by the segmenter from the one before at a voice change
     (``Utterance.voice_change``) and every one of them lies on the other side than that one:
     the local comparison either side of a pause is evidence the group means do not have (one
-    such cut alone may be a false one within a voice). Otherwise there is one
+    such cut alone may be a false one within a voice).
+
+    With a ``project``ion (the voice projection, ``models.frontends.speaker.VoiceProjection``:
+    an LDA learned on synthetic voices), the history is also split by 2-means in the projected
+    space, and that split stands first when it is **tight**: each group holds at least
+    TIGHT_MIN_UTTERANCES utterances, the mean cosine distance of each group's members to its
+    mean direction is under TIGHT_SPREAD, and the groups lie more than PROJECTED_DISTANCE +
+    PROJECTED_EVIDENCE / sqrt(s) apart. Synthetic voices whose pitch and rate change from turn
+    to turn are tight there (spread 0.08-0.16 on dev voices) while real voices are not
+    (0.23-0.47 over a speaker's turns, TurEV-DB and EmoDB), so the rule tells near-twin
+    synthetic voices apart and leaves real voices to the rules above. Otherwise there is one
     speaker, A.
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
@@ -381,13 +393,22 @@ class EmbeddingClustering:
     EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
     LINKS_NEEDED = 2  # voice-change cuts that must all fall between the groups for the second rule
     LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
+    # The projected rule, chosen on the e2e dev voices and TurEV-DB (docs/benchmarks.md)
+    TIGHT_MIN_UTTERANCES = 4  # utterances in each group, at least
+    TIGHT_SPREAD = 0.16  # mean cosine distance to the group's direction, in either group, below this
+    PROJECTED_DISTANCE = 0.1  # cosine distance between the groups' directions in the projected space ...
+    PROJECTED_EVIDENCE = 0.1  # ... plus this / sqrt(seconds in the smaller group)
 
-    def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None,
+                 project: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """embed: float32 audio [n_samples] at 16 kHz -> unit embedding [dim]; None loads CAM++
-        (``models.frontends.speaker``) on first use, once per process."""
+        (``models.frontends.speaker``) on first use, once per process. project: embedding [dim]
+        -> unit vector [k] for the projected rule; None leaves that rule out."""
         self.new_speaker_distance = new_speaker_distance
         self._embed = embed
+        self._project = project
         self._embeddings: list[np.ndarray] = []  # unit vectors [dim], stream order
+        self._projected: list[np.ndarray] = []  # project(embedding) [k], stream order (with project)
         self._seconds: list[float] = []  # each utterance's duration, seconds
         self._changes: list[bool] = []  # each utterance's voice_change (cut from the one before)
         self._emitted: list[Speaker] = []
@@ -408,12 +429,38 @@ class EmbeddingClustering:
         self._embeddings.append(embedding / max(float(np.linalg.norm(embedding)), 1e-12))
         self._seconds.append(seconds)
         self._changes.append(voice_change)
+        if self._project is not None:
+            self._projected.append(self._project(embedding))
         if len(self._embeddings) > self.MAX_HISTORY:
             del self._embeddings[0], self._seconds[0], self._changes[0], self._emitted[0]
-        groups = self._groups(np.stack(self._embeddings))  # bool [n], True = B's side
+            if self._projected:
+                del self._projected[0]
+        tight = self._tight_groups()
+        groups = tight if tight is not None else self._groups(np.stack(self._embeddings))  # bool [n], True = B
         speaker = Speaker.B if groups[-1] else Speaker.A
         self._emitted.append(speaker)
         return speaker
+
+    def _smaller_seconds(self, side: np.ndarray) -> float:
+        """Seconds of audio in the smaller of the two groups of ``side`` (bool [n])."""
+        seconds = np.array(self._seconds)
+        return max(min(float(seconds[side].sum()), float(seconds[~side].sum())), 1e-3)
+
+    def _tight_groups(self) -> np.ndarray | None:
+        """The projected rule: which utterances [n] are B (named), or None when it does not hold."""
+        if not self._projected:
+            return None
+        projected = np.stack(self._projected)  # [n, k]
+        side = two_means(projected)
+        if min(int(side.sum()), int((~side).sum())) < self.TIGHT_MIN_UTTERANCES:
+            return None
+        centroids = [_direction(projected[~side]), _direction(projected[side])]
+        spread = max(float(np.mean(1.0 - projected[~side] @ centroids[0])),
+                     float(np.mean(1.0 - projected[side] @ centroids[1])))
+        needed = self.PROJECTED_DISTANCE + self.PROJECTED_EVIDENCE / np.sqrt(self._smaller_seconds(side))
+        if spread >= self.TIGHT_SPREAD or 1.0 - float(centroids[0] @ centroids[1]) <= needed:
+            return None
+        return self._named(side)
 
     def _groups(self, embeddings: np.ndarray) -> np.ndarray:
         """Which utterances [n] are B, after naming the 2-means groups to fit the emitted names."""
@@ -422,14 +469,18 @@ class EmbeddingClustering:
         if n < 2 or side.all() or not side.any():
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
-        seconds = np.array(self._seconds)
-        smaller = max(min(float(seconds[side].sum()), float(seconds[~side].sum())), 1e-3)
-        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
+        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(self._smaller_seconds(side))
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
         if between <= needed and not held:
             return np.zeros(n, bool)
+        return self._named(side)
+
+    def _named(self, side: np.ndarray) -> np.ndarray:
+        """The two groups of ``side`` (bool [n], the last the new utterance) as B = True: the
+        naming that agrees with more of the emitted speakers (a tie: the first utterance is A)."""
+        n = len(side)
         if side[0]:
             side = ~side  # the first utterance's group is A unless the emitted names say otherwise
         emitted_b = np.array([s is Speaker.B for s in self._emitted] + [False])
@@ -486,6 +537,20 @@ def shared_embedder() -> "SpeakerEmbedder":
     return SpeakerEmbedder()
 
 
+@lru_cache(maxsize=1)
+def shared_projection() -> "VoiceProjection":
+    """The voice projection for campplus's projected rule, loaded once per process."""
+    from models.frontends.speaker import VoiceProjection
+
+    return VoiceProjection()
+
+
+def project_voice(embedding: np.ndarray) -> np.ndarray:
+    """A CAM++ embedding [192] in the voice projection's space [k], unit length (loads the
+    projection on first use, so that building an attributor imports no torch)."""
+    return shared_projection().project(embedding)
+
+
 def make_attributor(config: SpeakerConfig) -> SpeakerAttributor:
     """A fresh attributor for one conversation."""
     if config.mode is SpeakerMode.SINGLE:
@@ -493,7 +558,7 @@ def make_attributor(config: SpeakerConfig) -> SpeakerAttributor:
     if config.mode is SpeakerMode.CHANNEL:
         return ChannelSpeakers(config.channel_map)
     if config.feature is VoiceFeature.CAMPPLUS:
-        return EmbeddingClustering(config.distance)
+        return EmbeddingClustering(config.distance, project=project_voice)
     if config.feature is VoiceFeature.CAMPPLUS_MFCC:
         return EmbeddingClustering(config.distance, embed=partial(voice_print, VoiceFeature.CAMPPLUS_MFCC))
     return VoiceClustering(config.feature, config.distance)

@@ -14,7 +14,7 @@ import soxr
 
 from streamer.errors import UserError
 from streamer.records import SAMPLE_RATE, Speaker, Utterance
-from models.frontends.speaker import EMBEDDING_DIM, WEIGHTS
+from models.frontends.speaker import EMBEDDING_DIM, PROJECTION, WEIGHTS, VoiceProjection
 from streamer.speakers import (
     MFCC_CENTRE,
     MFCC_WEIGHT,
@@ -25,6 +25,7 @@ from streamer.speakers import (
     SpeakerMode,
     VoiceFeature,
     make_attributor,
+    project_voice,
     shared_embedder,
     two_means,
     voice_print,
@@ -311,6 +312,45 @@ def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bo
     speakers = [clustering.assign_print(v, 2.0, change and voice_change)
                 for v, change in ((basis(0), False), (near, True), (basis(0), False), (near, True))]
     assert speakers == [Speaker.A, Speaker.A, Speaker.A, last]
+
+
+@pytest.mark.parametrize("spread, opens_b", [(0.1, True), (0.3, False)])
+def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: float, opens_b: bool):
+    """Two voices 0.1 apart (cosine) open no B by the raw rule. When a projection puts each
+    voice's turns in a tight group (spread 0.1, well under TIGHT_SPREAD) with the groups 0.5
+    apart, B opens once each group has TIGHT_MIN_UTTERANCES turns; when the turns are spread
+    out there (0.3, as real voices' are), the projected rule stays out of it."""
+    rng = np.random.default_rng(4)
+    near = 0.9 * basis(0) + np.sqrt(1 - 0.9**2) * basis(2)  # raw distance 0.1 from A
+    projected = {0: basis(0), 1: 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(1)}  # 0.5 apart
+
+    def project(embedding: np.ndarray) -> np.ndarray:
+        return voice(projected[int(embedding @ near > embedding @ basis(0))], rng, noise=np.sqrt(1 / (1 - spread) ** 2 - 1))  # cosine 1 - spread to the centre
+
+    clustering = EmbeddingClustering(0.35, project=project)
+    turns = [0, 1] * 8
+    speakers = [clustering.assign_print(near if t else basis(0), 2.0) for t in turns]
+    later = speakers[2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES:]  # both groups big enough by now
+    expected = [Speaker.B if t else Speaker.A for t in turns[2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES:]]
+    assert (later == expected) is opens_b
+    assert speakers[:2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES - 1] == [Speaker.A] * (2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES - 1)
+    assert EmbeddingClustering(0.35).assign_print(near, 2.0) is Speaker.A  # without a projection: the raw rule alone
+
+
+@pytest.mark.skipif(not PROJECTION.is_file(), reason=f"voice projection not installed ({PROJECTION.name})")
+def test_voice_projection_loads_and_maps_to_unit_vectors(tmp_path: Path):
+    projection = VoiceProjection()
+    k = projection.matrix.shape[0]
+    assert projection.matrix.shape == (k, EMBEDDING_DIM) and 0 < k <= EMBEDDING_DIM
+    embedding = np.random.default_rng(5).standard_normal(EMBEDDING_DIM)
+    out = project_voice(embedding)
+    assert out.shape == (k,) and abs(np.linalg.norm(out) - 1.0) < 1e-9
+    np.testing.assert_allclose(out, projection.project(3.0 * embedding))  # scale-free
+    corrupt = tmp_path / PROJECTION.name
+    corrupt.write_bytes(PROJECTION.read_bytes()[:-1] + b" ")
+    (tmp_path / (PROJECTION.name + ".sha256")).write_text((PROJECTION.parent / (PROJECTION.name + ".sha256")).read_text())
+    with pytest.raises(UserError, match="SHA-256"):
+        VoiceProjection(corrupt)
 
 
 # --- the whole pipeline: turns merged by short pauses ------------------------------------------

@@ -44,6 +44,8 @@ from models.errors import UserError
 from .identity import file_sha256
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "checkpoints" / "campplus_cn_en_common.fp16.safetensors"
+# LDA of CAM++ embeddings over synthetic (espeak-ng) voices, made by scripts/train_voice_projection.py
+PROJECTION = Path(__file__).resolve().parents[1] / "checkpoints" / "campplus_voice_lda.safetensors"
 N_MELS = 80
 EMBEDDING_DIM = 192
 MIN_AUDIO_S = 0.5  # shorter utterances are tiled (repeated) up to this length before the fbank
@@ -276,15 +278,40 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(feats))
 
 
+def _check_sidecar(weights: Path, what: str) -> None:
+    """UserError unless ``weights`` exists and matches its ``.sha256`` sidecar (when there is one)."""
+    if not Path(weights).is_file():
+        raise UserError(f"{what} not found: {weights}")
+    sidecar = Path(weights).with_suffix(Path(weights).suffix + ".sha256")
+    if sidecar.exists() and sidecar.read_text().split()[0] != file_sha256(Path(weights)):
+        raise UserError(f"{weights} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+
+
+class VoiceProjection:
+    """A linear map of unit CAM++ embeddings [192] into a space [k] where synthetic voices are
+    easier to tell apart: a shrinkage LDA fitted on espeak-ng voices whose pitch and rate vary
+    from turn to turn (``scripts/train_voice_projection.py``; models/MODEL_CARD.md, "Speaker
+    embedder"). It shrinks what varies within such a voice; real voices' turns stay spread
+    out in it, which ``streamer.speakers.EmbeddingClustering`` uses to tell when to trust it.
+    """
+
+    def __init__(self, weights: Path = PROJECTION) -> None:
+        _check_sidecar(weights, "voice projection")
+        self.matrix = load_file(weights)["projection"].double().numpy()  # [k, 192]
+        with safe_open(weights, "pt") as f:
+            self.metadata = f.metadata() or {}
+
+    def project(self, embedding: np.ndarray) -> np.ndarray:
+        """Embedding [192] (any length; normalised first) -> float64 [k], L2-normalised."""
+        out = self.matrix @ (embedding / max(float(np.linalg.norm(embedding)), 1e-12))
+        return out / max(float(np.linalg.norm(out)), 1e-12)
+
+
 class SpeakerEmbedder:
     """Audio -> unit-length CAM++ embedding; loads the shipped weights once (about 0.3 s)."""
 
     def __init__(self, weights: Path = WEIGHTS) -> None:
-        if not Path(weights).is_file():
-            raise UserError(f"speaker-embedder weights not found: {weights}")
-        sidecar = Path(weights).with_suffix(Path(weights).suffix + ".sha256")
-        if sidecar.exists() and sidecar.read_text().split()[0] != file_sha256(Path(weights)):
-            raise UserError(f"{weights} does not match its SHA-256 in {sidecar.name}: corrupt or replaced")
+        _check_sidecar(weights, "speaker-embedder weights")
         self.network = CAMPPlus()
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
         self.network.load_state_dict(state, strict=True)

@@ -1,0 +1,127 @@
+"""Fit the voice projection: a shrinkage LDA of CAM++ embeddings over espeak-ng voices.
+
+    python scripts/train_voice_projection.py [--embeddings runs/spk4/emb_train.npz]
+                                             [--out models/checkpoints/campplus_voice_lda.safetensors]
+
+Training material (train split only; no voice of a benchmark's test or dev pair):
+
+- voices: every espeak-ng variant (``voices/!v``) except m1-m7, f1-f5 and klatt, which the speaker
+  benchmark's test pairs and the end-to-end test and dev pairs use; each variant on one accent
+  (en-us, en-gb-x-rp, en-gb-scotland, en-029, en-us-nyc in turn) is one class (87 classes);
+- text: IEMOCAP **train** transcripts (2-200 characters), TURNS_PER_VOICE turns per voice, each at a
+  random pitch (-p 30..70) and rate (-s 140..200 wpm), so what varies within a class is what varies
+  from turn to turn within one synthetic voice;
+- each turn embedded by CAM++ (``models.frontends.speaker.SpeakerEmbedder``), unit length.
+
+Fit: within-class scatter S_w and between-class scatter S_b of the unit embeddings; S_w shrunk
+towards a multiple of the identity (SHRINKAGE, against its 87-class estimate's noise), whitened,
+and the top DIMENSIONS directions of the whitened S_b kept: projection [DIMENSIONS, 192], float32,
+saved as safetensors with a ``.sha256`` sidecar. The settings were chosen on the end-to-end dev
+voices and TurEV-DB (docs/benchmarks.md, "Speaker attribution").
+
+``--embeddings``: keep the rendered turns' embeddings in an .npz file (no pickle) and reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.speaker_attribution import read_wav, trim  # noqa: E402
+from models.frontends.identity import sha256_of  # noqa: E402
+from models.frontends.speaker import PROJECTION, SpeakerEmbedder  # noqa: E402
+
+VARIANTS = Path("/usr/lib/x86_64-linux-gnu/espeak-ng-data/voices/!v")
+HELD_OUT = {f"f{i}" for i in range(1, 6)} | {f"m{i}" for i in range(1, 8)} | {"klatt"}  # test and dev voices
+ACCENTS = ["en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc"]
+TURNS_PER_VOICE = 14
+DIMENSIONS = 60
+SHRINKAGE = 0.1  # weight of the identity in the shrunk within-class scatter
+SEED = 7
+
+
+def training_voices(variants: Path = VARIANTS) -> list[str]:
+    """espeak-ng voice names, one per variant not held out, accents in turn."""
+    names = sorted(p.name for p in variants.iterdir() if p.name not in HELD_OUT and " " not in p.name)
+    return [f"{ACCENTS[i % len(ACCENTS)]}+{name}" for i, name in enumerate(names)]
+
+
+def render_and_embed(voices: list[str], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """TURNS_PER_VOICE turns per voice -> unit embeddings [n, 192] and voice labels [n]."""
+    rng = np.random.default_rng(SEED)
+    embedder = SpeakerEmbedder()
+    embeddings, labels = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "turn.wav"
+        for voice in voices:
+            for _ in range(TURNS_PER_VOICE):
+                text = texts[rng.integers(len(texts))]
+                pitch, rate = int(rng.integers(30, 71)), int(rng.integers(140, 201))
+                cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate), "-w", str(wav), text]
+                subprocess.run(cmd, check=True, capture_output=True)
+                audio = trim(read_wav(wav))
+                if len(audio) >= 1600:  # 0.1 s
+                    embeddings.append(embedder.embed(audio))
+                    labels.append(voice)
+            print(f"{voice}: {len(labels)} turns so far", file=sys.stderr, flush=True)
+    return np.stack(embeddings), np.array(labels)
+
+
+def fit_lda(embeddings: np.ndarray, labels: np.ndarray, dimensions: int, shrinkage: float) -> np.ndarray:
+    """Shrinkage LDA of embeddings [n, d] (normalised to unit length) -> projection [dimensions, d]."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    classes, index = np.unique(labels, return_inverse=True)
+    means = np.stack([x[index == c].mean(axis=0) for c in range(len(classes))])  # [n_classes, d]
+    residual = x - means[index]
+    within = residual.T @ residual / len(x)  # [d, d]
+    between = np.cov(means.T, bias=True)  # [d, d]
+    d = len(within)
+    shrunk = (1 - shrinkage) * within + shrinkage * np.trace(within) / d * np.eye(d)
+    values, vectors = np.linalg.eigh(shrunk)
+    whiten = vectors @ np.diag(values**-0.5) @ vectors.T  # shrunk^(-1/2), symmetric
+    _, directions = np.linalg.eigh(whiten @ between @ whiten)  # ascending eigenvalues
+    return (whiten @ directions[:, ::-1][:, :dimensions]).T
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iemocap", type=Path, default=ROOT.parent / "shared/data/text/iemocap/iemocap_text.jsonl")
+    parser.add_argument("--embeddings", type=Path, help="cache of the rendered turns' embeddings (.npz)")
+    parser.add_argument("--out", type=Path, default=PROJECTION)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.embeddings and args.embeddings.exists():
+        cached = np.load(args.embeddings)
+        embeddings, labels = cached["emb"], cached["voice"]
+    else:
+        with args.iemocap.open() as f:
+            rows = [json.loads(line) for line in f]
+        texts = [r["text"] for r in rows if r["split"] == "train" and 2 <= len(r["text"]) <= 200]
+        embeddings, labels = render_and_embed(training_voices(), texts)
+        if args.embeddings:
+            np.savez(args.embeddings, emb=embeddings, voice=labels)
+    projection = fit_lda(embeddings, labels, DIMENSIONS, SHRINKAGE)
+    metadata = {
+        "what": "shrinkage LDA of unit CAM++ embeddings over espeak-ng voices (scripts/train_voice_projection.py)",
+        "classes": str(len(set(labels))), "turns": str(len(labels)),
+        "dimensions": str(DIMENSIONS), "shrinkage": str(SHRINKAGE),
+    }
+    save_file({"projection": torch.from_numpy(projection.astype(np.float32)).contiguous()}, str(args.out), metadata=metadata)
+    digest = sha256_of(args.out)
+    args.out.with_suffix(args.out.suffix + ".sha256").write_text(f"{digest}  {args.out.name}\n")
+    print(f"{args.out}: {projection.shape}, {len(set(labels))} voices, {len(labels)} turns, sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()
