@@ -12,7 +12,14 @@ utterance's end-of-speech decision point (``end`` + the VAD's hangover, the earl
 can decide) to receiving the utterance. Over all clients: segmentation recall and WER against the
 truth (``benchmarks/e2e_metrics.py``, the end-to-end benchmark's definitions).
 
+``--decisions`` starts no server: it runs the same recordings through the segmenter alone (the
+serve defaults, mono voice attribution: with the speaker-change split) and reports, per
+utterance, the stream seconds from its end to the frame that decides it. That part of the
+latency does not depend on the machine's load (the VAD hangover, or the audio a speaker-change
+test waits for); the server latency adds the processing and the wait for the CPU.
+
     python benchmarks/serve_load.py --clients 4
+    python benchmarks/serve_load.py --clients 4 --decisions
 """
 
 from __future__ import annotations
@@ -103,6 +110,31 @@ def server_latencies(result: ClientResult, hangover_s: float, frame_s: float) ->
             for received, r in result.utterances]
 
 
+def decision_delays(recordings: list[Recording]) -> dict:
+    """Stream seconds from each utterance's end to the frame that decided it (``decided_at``),
+    through the segmenter of the serve defaults (mono: with the speaker-change split); p50/p95/max."""
+    from streamer.framing import Framer
+    from streamer.records import AudioBlock
+    from streamer.segmenter import Segmenter
+    from streamer.speaker_change import SpeakerChangeConfig, SpeakerChangeDetector
+
+    import torch
+
+    torch.set_num_threads(1)  # as emostream does (--threads 1); more only spin on a shared machine
+    vad = load_settings().vad
+    delays = []
+    for recording in recordings:
+        audio = np.frombuffer(pcm16(recording.mono), "<i2").astype(np.float32) / 32768.0
+        change = SpeakerChangeDetector(SpeakerChangeConfig(distance=vad.voice_change_distance))
+        framer, segmenter = Framer(0, vad.frame_ms), Segmenter(vad, 0, speaker_change=change)
+        step = round(0.1 * SAMPLE_RATE)
+        utterances = [u for i in range(0, len(audio), step)
+                      for f in framer.feed(AudioBlock(audio[i : i + step, None], i / SAMPLE_RATE)) for u in segmenter.feed(f)]
+        delays += [u.decided_at - u.end for u in utterances + segmenter.flush()]
+    return {"utterances": len(delays), "voice_change_distance": vad.voice_change_distance,
+            "decision_delay_s": {q: round(float(np.percentile(delays, p)), 3) for q, p in (("p50", 50), ("p95", 95), ("max", 100))}}
+
+
 def wait_healthy(base: str, process: subprocess.Popen, timeout_s: float = 300) -> float:
     """Poll /healthz until 200; seconds it took."""
     import urllib.request
@@ -151,6 +183,7 @@ def main() -> int:
     p.add_argument("--frame-ms", type=int, default=100, help="audio per WebSocket frame")
     p.add_argument("--workers", type=int, default=1, help="emostream serve --workers")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "serving" / "load.json")
+    p.add_argument("--decisions", action="store_true", help="no server: stream seconds from speech end to decision")
     args = p.parse_args()
 
     names = args.sets.split(",")
@@ -158,11 +191,15 @@ def main() -> int:
     cache = ROOT / "runs" / "e2e" / "renders"
     pool = [r for name in names for r in render_set(name, args.data, per_set, 0, cache)]
     recordings = sorted(pool, key=lambda r: -r.duration)[: args.clients]  # the longest ones
+    if args.decisions:
+        print(json.dumps(decision_delays(recordings), indent=1))
+        return 0
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(port), "--workers", str(args.workers)]
     cpu_before = children_cpu_s()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(command, stderr=open(args.out.with_suffix(".server.log"), "w"))
     try:
         ready_s = wait_healthy(base, server)
@@ -211,7 +248,6 @@ def main() -> int:
         "audio_s": round(sum(r.duration for r in recordings), 1),
         "load_average_before": load_before, "load_average_after": load_after, "cpus": os.cpu_count(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return 0 if report["all_sequences_ok"] else 1
