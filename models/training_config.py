@@ -68,8 +68,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 6  # epochs without validation improvement before stopping
-    text_encoder: str = ""  # tuned MiniLM layers (a file in models/checkpoints), "" for the plain MiniLM
-    tune_layers: int = 2  # tune-text: how many top MiniLM layers are trained
+    text_encoder: str = ""  # a base (minilm-l6-v2, mpnet-base-v2) or tuned layers in models/checkpoints; "" = MiniLM
+    tune_layers: int = 2  # tune-text: how many top layers of the encoder are trained
     max_tokens: int = 64  # tune-text: utterances are cut to this many tokens
 
     def __post_init__(self) -> None:
