@@ -29,15 +29,17 @@ class TranscriberConfig:
     P(no speech) exceeds this *and* the mean token log-probability is below
     ``logprob_threshold``; compression_ratio_threshold: drop text that zlib compresses better
     than this (repetition loops). fallback_beam_size / fallback_logprob: beam search only where
-    greedy looks unsure (mean log-probability below fallback_logprob, or a loop); 5 / -0.8 matched
-    faster-whisper's 30 s beam-5 WER on the benchmark's true segments at +14 % decoding CPU, and
-    ``beam_size = 5`` beat it at +30 % (docs/benchmarks.md); off by default to keep latency low.
+    greedy looks unsure (mean log-probability below fallback_logprob, or a loop; off by default).
     prompt_tokens: at most this many tokens of the session's previous transcripts (the end of
     them) go before the start-of-transcript token, as Whisper's ``<|startofprev|>`` prompt does
-    across its 30 s windows (0 = no prompt): the dialogue is the context a 1-2 s turn lacks.
+    across its 30 s windows (0 = no prompt): the dialogue is the context a 1-2 s turn lacks,
+    but with it Whisper also skips words that repeat the prompt ("Failed again? This is
+    ridiculous!" after "It failed again" lost its first words), so it is off by default; with
+    greedy decoding it helps (WER .215 -> .201), with beam search hardly (.180 -> .177).
+    Default beam 5 without a prompt (docs/benchmarks.md, "Transcription without loops").
     """
 
-    beam_size: int = 1
+    beam_size: int = 5
     max_tokens: int = 224  # hard cap; also at most 16 + 12 per second of audio (bounds a loop)
     repetition_penalty: float = 1.1
     no_repeat_ngram_size: int = 0
