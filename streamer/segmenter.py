@@ -169,6 +169,7 @@ class Segmenter:
         self._silence_run = 0  # consecutive non-speech frames at the end of self._frames
         self._reserved: list[int] = []  # ids handed out for the open utterance's parts, in order
         self._tested = 0  # inner pauses starting before this frame of self._frames have been tested
+        self._checked = 0  # pauses ending up to this frame of self._frames have had their chance (_look)
         self._voice_change = False  # the open utterance was cut from the one before at a voice change
         self._decisions: dict[tuple[float, int, int, int], bool] = {}  # speaker-change tests, see _changed
 
@@ -257,7 +258,7 @@ class Segmenter:
         utterances = [self._utterance(self._frames[a:b], id, decided_at, k > 0 or self._voice_change)
                       for k, ((a, b), id) in enumerate(zip(parts, ids))]
         self._drop(upto)
-        self._reserved, self._tested, self._voice_change = [], 0, False
+        self._reserved, self._tested, self._checked, self._voice_change = [], 0, 0, False
         self._decisions.clear()
         return utterances
 
@@ -265,26 +266,37 @@ class Segmenter:
         """Test each inner pause that ``lookahead_s`` of speech now follows; where the voice has
         changed, close the part before the pause at once (streamer.speaker_change)."""
         lookahead = self._side_frames(self.speaker_change.config.lookahead_s)
+        newly = range(self._checked + 1, len(self._frames) - lookahead + 1)  # pause ends that got their lookahead
+        self._checked = max(self._checked, len(self._frames) - lookahead)
+        if not self._may_end_pause(newly):
+            return []
         parts: list[Utterance] = []
-        while True:
-            upto = len(self._frames)  # the last frame is speech: all of it belongs to the utterance
-            k = upto - lookahead  # a pause ending at frame k has just got its lookahead
-            if k < 1 or not self._voiced[k]:
-                return parts
-            if self._voiced[k - 1] and self._power[k - 1] >= max(self._power[i] for i in range(upto) if self._voiced[i]) * QUIET:
-                return parts  # frame k - 1 is speech, not quiet even next to the loudest: no pause ends at k
-            ripe = [(a, b) for a, b in self._pauses(upto) if a >= self._tested and upto - b >= lookahead]
-            if not ripe:
-                return parts
+        while ripe := [(a, b) for a, b in self._pauses(len(self._frames))
+                       if a >= self._tested and len(self._frames) - b >= lookahead]:
             a, b = ripe[0]
             self._tested = b
-            if not self._changed(0, a, b, b + lookahead):
+            if self._changed(0, a, b, b + lookahead):
+                parts.append(self._utterance(self._frames[:a], self._reserve(1)[0], decided_at, self._voice_change))
+                self._reserved.pop(0)
+                start = max(a, b - self.config.frames(self.config.preroll_ms))  # the next part's preroll
+                self._drop(start)
+                self._tested, self._checked, self._voice_change = b - start, self._checked - start, True
+        return parts
+
+    def _may_end_pause(self, frames: range) -> bool:
+        """Cheap: whether a pause may end at one of ``frames`` (a voiced frame after one that is
+        not voiced, or is quiet enough to be a pause even next to the loudest frame so far)."""
+        loudest = None
+        for j in frames:
+            if j < 1 or not self._voiced[j]:
                 continue
-            parts.append(self._utterance(self._frames[:a], self._reserve(1)[0], decided_at, self._voice_change))
-            self._reserved.pop(0)
-            start = max(a, b - self.config.frames(self.config.preroll_ms))  # the next part's preroll
-            self._drop(start)
-            self._tested, self._voice_change = b - start, True
+            if not self._voiced[j - 1]:
+                return True
+            if loudest is None:
+                loudest = max(p for p, v in zip(self._power, self._voiced) if v)
+            if self._power[j - 1] < loudest * QUIET:
+                return True
+        return False
 
     def _parts(self, upto: int) -> list[tuple[int, int]]:
         """[first, end) frame ranges of frames[:upto], cut where a pause not yet tested turns out
