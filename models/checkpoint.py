@@ -7,8 +7,9 @@ the checkpoint holds its digest; loading checks it, so a truncated or swapped fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +18,7 @@ from models.errors import UserError
 from .checks import check_checkpoint_file
 from .frontends.identity import sha256_of
 from .labels import LabelSet
+from .networks.config import FusionConfig
 
 FORMAT = "emostream-checkpoint"
 FORMAT_VERSION = 1
@@ -49,6 +51,11 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.training.get("name", "custom")
+
+    def with_network(self, **changes: Any) -> "Checkpoint":
+        """The same checkpoint with some network settings changed (inference-only ones, such as
+        ``prior_correction`` or ``gate_threshold``; checked by :class:`FusionConfig`)."""
+        return replace(self, network=replace(FusionConfig.from_dict(self.network), **changes).to_dict())
 
     def standardise_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """Acoustic vectors [N, audio_dim] scaled as in training (zero mean, unit variance)."""

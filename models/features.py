@@ -19,13 +19,14 @@ from tqdm import tqdm
 from models.audio import SAMPLE_RATE
 
 from .data.sample import Sample
+from .frontends.packaged import cache_root
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
     """``$EMOSTREAM_CACHE`` or ``~/.cache/emostream/features``."""
-    return Path(os.environ.get("EMOSTREAM_CACHE", Path.home() / ".cache" / "emostream")) / "features"
+    return cache_root() / "features"
 
 
 def cached_matrix(

@@ -114,8 +114,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             text_rows = list(range(n_text, n_text + len(samples)))
             n_text += len(samples)
             if config.spoken_text:
-                spoken = [(row, replace(s, text=spoken_form(s.text))) for row, s in zip(text_rows, samples)
-                          if s.text and spoken_form(s.text) != s.text]
+                forms = ((row, s, spoken_form(s.text or "")) for row, s in zip(text_rows, samples))
+                spoken = [(row, replace(s, text=said)) for row, s, said in forms if said != (s.text or "")]
                 if spoken:
                     text_parts.append(text_matrix([s for _, s in spoken], frontends["text"]))
                     spoken_rows.update({row: n_text + j for j, (row, _) in enumerate(spoken)})

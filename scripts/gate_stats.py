@@ -27,10 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataclasses import replace  # noqa: E402
-
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.networks import FusionConfig  # noqa: E402
 from models.evaluation import audio_features, select_samples, text_features  # noqa: E402
 from models.predictor import load_network  # noqa: E402
 from models.windows import build_windows, collate, pseudo_pairs  # noqa: E402
@@ -66,8 +63,7 @@ def main() -> int:
     if (args.threshold is None) != (args.out is None):
         parser.error("--threshold and --out go together")
     loaded, _ = load_checkpoint(args.checkpoint)
-    soft = replace(FusionConfig.from_dict(loaded.network), gate_threshold=0.0)
-    checkpoint = replace(loaded, network=soft.to_dict())
+    checkpoint = loaded.with_network(gate_threshold=0.0)  # the soft gate, as trained
     network = load_network(checkpoint, torch.device("cpu"))
     if network.audio_gate is None:
         print("emostream: error: this checkpoint has no audio gate", file=sys.stderr)
@@ -91,7 +87,7 @@ def main() -> int:
         report(f"acted {dataset} speakers {speakers} paired with iemocap {args.split}",
                gates(network, pairs, text_table, clip_table))
     if args.out:
-        replace(loaded, network=replace(soft, gate_threshold=args.threshold).to_dict()).save(args.out)
+        loaded.with_network(gate_threshold=args.threshold).save(args.out)
         print(f"wrote {args.out} with gate_threshold {args.threshold}")
     return 0
 

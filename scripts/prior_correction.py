@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ import numpy as np
 from models.checkpoint import load_checkpoint
 from models.labels import label_set
 from models.metrics import score
-from models.networks import FusionConfig
 
 TAUS = (0.0, 0.25, 0.5, 0.6, 0.75, 1.0)
 
@@ -71,9 +69,8 @@ def main() -> None:
             best = max(best or (mean, tau), (mean, tau))
         print(f"best tau {best[1]:.2f} (mean of UA and WF1 {best[0]:.3f})")
     if args.out:
-        network = FusionConfig.from_dict(checkpoint.network)
         offset = tuple(round(float(v), 6) for v in args.tau * np.log(prior))
-        replace(checkpoint, network=replace(network, prior_correction=offset).to_dict()).save(args.out)
+        checkpoint.with_network(prior_correction=offset).save(args.out)
         print(f"wrote {args.out} with prior_correction {offset}")
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import Settings, load_settings
 from .errors import UserError
+from .framing import from_pcm16
 from .pipeline import Pipeline
 from .records import SAMPLE_RATE, AudioBlock, EmotionEvent, PartialEvent
 from .session import LoadedModels, load_models, make_pipeline
@@ -113,7 +114,7 @@ class Stream:
         whole = len(data) - len(data) % frame_bytes
         self._partial = data[whole:]
         pcm = np.frombuffer(data[:whole], dtype="<i2").reshape(-1, self.channels)
-        return self.feed(pcm.astype(np.float32) / 32768.0)
+        return self.feed(from_pcm16(pcm))
 
     def feed_block(self, block: AudioBlock) -> list[EmotionEvent]:
         """A block already at 16 kHz (from :mod:`streamer.sources`)."""

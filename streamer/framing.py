@@ -14,6 +14,16 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    """int16 samples -> float32 in [-1, 1) (x / 32768), the inverse of :func:`to_pcm16`."""
+    return pcm.astype(np.float32) / 32768.0
+
+
+def frames_audio(frames: list[Frame]) -> np.ndarray:
+    """The samples of consecutive frames as one float32 array in [-1, 1)."""
+    return from_pcm16(np.concatenate([f.pcm for f in frames]))
+
+
 class Framer:
     """Stage: AudioBlocks in, `frame_ms` Frames of one channel out (no I/O).
 

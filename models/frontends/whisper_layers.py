@@ -25,6 +25,7 @@ from models.audio import SAMPLE_RATE
 from models.errors import UserError
 
 from .identity import file_sha256
+from .packaged import cache_root, join_files
 from .whisper import MAX_WINDOW_S, TAIL_PAD_S, pool_mean_std, resolve_model
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ def base_model_dir(cache_dir: Path | None = None) -> Path:
     data1 = Path(part1.__file__).parent / "data"
     data2 = Path(part2.__file__).parent / "data"
     pieces = [data1 / "model.bin.part1", data2 / "model.bin.part2"]
-    root = Path(os.environ.get("EMOSTREAM_CACHE", Path.home() / ".cache" / "emostream"))
-    target = (cache_dir or root / "models") / "whisper-base"
+    target = (cache_dir or cache_root() / "models") / "whisper-base"
     size = sum(p.stat().st_size for p in pieces)
     model = target / "model.bin"
     if model.exists() and model.stat().st_size == size:
@@ -54,11 +54,7 @@ def base_model_dir(cache_dir: Path | None = None) -> Path:
     for name in ("config.json", "tokenizer.json", "vocabulary.json"):
         (target / name).write_bytes((data2 / name).read_bytes())
     tmp = target / f"model.bin.{os.getpid()}.tmp"
-    with open(tmp, "wb") as out:
-        for piece in pieces:
-            with open(piece, "rb") as f:
-                while block := f.read(1 << 22):
-                    out.write(block)
+    join_files(pieces, tmp)
     tmp.replace(model)
     log.info("assembled Whisper base in %s (%d bytes)", target, size)
     return target
