@@ -11,6 +11,9 @@ Definitions (also in docs/benchmarks.md, "End to end from speech"):
   hypothesis the emitted texts joined in time order, both normalised by :func:`normalise` (Whisper's
   English normaliser); errors are summed over the corpus (jiwer) and divided by the reference
   words. ``wer_basic`` is the same with :func:`normalise_basic`, the normaliser used before round 4.
+- **"!" recall / precision** (ASR on the true segments): of the turns whose spoken text has an
+  exclamation mark, the share whose transcript has one too; of the transcripts with one, the share
+  whose spoken text has one (per turn, not per mark).
 - **speaker accuracy**: share of matched turns whose speaker is right under the better of the two
   labelings (A/B as is, or swapped) of each dialogue.
 - **UA / WF1**: over the turns whose corpus label the model's label set holds; a missed turn counts
@@ -121,6 +124,18 @@ def corpus_wer(references: Sequence[str], hypotheses: Sequence[str],
         return 0.0
     refs, hyps = zip(*pairs)
     return float(jiwer.wer(list(refs), list(hyps)))
+
+
+def exclamations(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float | int | None]:
+    """How the hypotheses' "!" meet the references', per pair (turn): counts of pairs with "!" in
+    the reference, in the hypothesis, in both; recall = both / reference, precision = both /
+    hypothesis (None when the denominator is 0)."""
+    said = [("!" in r, "!" in h) for r, h in zip(references, hypotheses, strict=True)]
+    reference, written, both = (sum(r for r, _ in said), sum(h for _, h in said), sum(r and h for r, h in said))
+    return {
+        "reference": reference, "hypothesis": written, "both": both,
+        "recall": both / reference if reference else None, "precision": both / written if written else None,
+    }
 
 
 def overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:

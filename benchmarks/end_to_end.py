@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dialogues import SETS, Recording, read_wav, render_set  # noqa: E402
-from benchmarks.e2e_metrics import Span, TrueTurn, aggregate, corpus_wer, normalise_basic, score_dialogue  # noqa: E402
+from benchmarks.e2e_metrics import (  # noqa: E402
+    Span, TrueTurn, aggregate, corpus_wer, exclamations, normalise_basic, score_dialogue,
+)
 from models.audio import SAMPLE_RATE  # noqa: E402
 from models.errors import UserError  # noqa: E402
 from models.labels import LABEL_SETS, LabelSet, fold_matrix  # noqa: E402
@@ -230,6 +232,12 @@ def ceiling(recordings: list[Recording], checkpoint_path: str | None) -> dict:
 # --- ASR on the true segments ---------------------------------------------------------------
 
 
+def text_figures(references: list[str], hypotheses: list[str]) -> dict:
+    """Transcripts against what was spoken, per turn: WER by both normalisers and the "!" counts."""
+    return {"wer": corpus_wer(references, hypotheses), "wer_basic": corpus_wer(references, hypotheses, normalise_basic),
+            "exclamations": exclamations(references, hypotheses)}
+
+
 def asr_on_true_segments(recordings: list[Recording], settings: Settings, reference: bool) -> dict:
     """WER and ms per utterance of the pipeline's transcriber and, with ``reference``, of
     faster-whisper's standard transcribe (30 s window, beam 5), on each turn's true span."""
@@ -255,8 +263,7 @@ def asr_on_true_segments(recordings: list[Recording], settings: Settings, refere
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
         return {
-            "wer": corpus_wer(references, hyps), "wer_basic": corpus_wer(references, hyps, normalise_basic),
-            "segments": len(segments),
+            **text_figures(references, hyps), "segments": len(segments),
             "wall_ms_per_utt": round(1000 * float(np.mean(wall)), 1), "cpu_ms_per_utt": round(1000 * float(np.mean(cpu)), 1),
             "hypotheses": hyps,
         }
@@ -286,6 +293,12 @@ def _wer(figures: dict, digits: int = 2) -> str:
     return _f(figures["wer"], digits) + ("" if basic is None else f" ({_f(basic, digits)})")
 
 
+def _exclaimed(figures: dict) -> str:
+    """The "!" counts as ``both/reference, both/hypothesis`` (recall's and precision's fractions)."""
+    e = figures["exclamations"]
+    return f"{e['both']}/{e['reference']}, {e['both']}/{e['hypothesis']}"
+
+
 def markdown(result: dict) -> str:
     lines = [
         "| set | run | seg. recall | WER (basic norm.) | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |",
@@ -306,14 +319,16 @@ def markdown(result: dict) -> str:
     asr_rows = [(name, s["asr"]) for name, s in result["sets"].items() if "asr" in s]
     if asr_rows:
         lines += ["", "ASR on the true segments (same tiny.en weights):", "",
-                  "| set | segments | ours: WER (basic norm.) | ours: ms/utt (wall, CPU) | faster-whisper 30 s beam 5: WER (basic) | its ms/utt (wall, CPU) |",
-                  "|---|---|---|---|---|---|"]
+                  '| set | segments | ours: WER (basic norm.) | ours: "!" recall, precision | ours: ms/utt (wall, CPU) '
+                  '| faster-whisper 30 s beam 5: WER (basic) | its "!" recall, precision | its ms/utt (wall, CPU) |',
+                  "|---|---|---|---|---|---|---|---|"]
         if len(asr_rows) > 1:
             asr_rows.append(("all", _pooled_asr([a for _, a in asr_rows])))
         for name, a in asr_rows:
             o, ref = a["ours"], a.get("faster_whisper_beam5")
-            ref_cells = f"{_wer(ref, 3)} | {ref['wall_ms_per_utt']:.0f}, {ref['cpu_ms_per_utt']:.0f}" if ref else "— | —"
-            lines.append(f"| {name} | {o['segments']} | {_wer(o, 3)} | {o['wall_ms_per_utt']:.0f}, {o['cpu_ms_per_utt']:.0f} | {ref_cells} |")
+            ref_cells = f"{_wer(ref, 3)} | {_exclaimed(ref)} | {ref['wall_ms_per_utt']:.0f}, {ref['cpu_ms_per_utt']:.0f}" if ref else "— | — | —"
+            lines.append(f"| {name} | {o['segments']} | {_wer(o, 3)} | {_exclaimed(o)} | "
+                         f"{o['wall_ms_per_utt']:.0f}, {o['cpu_ms_per_utt']:.0f} | {ref_cells} |")
     return "\n".join(lines)
 
 
@@ -326,9 +341,7 @@ def _pooled_asr(per_set: list[dict]) -> dict:
             n = [a[system]["segments"] for a in per_set]
             hypotheses = [h for a in per_set for h in a[system]["hypotheses"]]
             pooled[system] = {
-                "wer": corpus_wer(references, hypotheses),
-                "wer_basic": corpus_wer(references, hypotheses, normalise_basic),
-                "segments": sum(n),
+                **text_figures(references, hypotheses), "segments": sum(n),
                 **{k: float(np.average([a[system][k] for a in per_set], weights=n)) for k in ("wall_ms_per_utt", "cpu_ms_per_utt")},
             }
     return pooled
@@ -342,8 +355,7 @@ def rescore_wer(result: dict) -> dict:
         for system in ("ours", "faster_whisper_beam5"):
             if system in asr:
                 hyps = asr[system]["hypotheses"]
-                asr[system] |= {"wer": corpus_wer(asr["references"], hyps),
-                                "wer_basic": corpus_wer(asr["references"], hyps, normalise_basic)}
+                asr[system] |= text_figures(asr["references"], hyps)
         for run in per_set.get("runs", {}).values():
             refs, hyps = [d["reference"] for d in run["details"]], [d["hypothesis"] for d in run["details"]]
             run |= {"wer": corpus_wer(refs, hyps), "wer_basic": corpus_wer(refs, hyps, normalise_basic)}

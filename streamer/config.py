@@ -152,6 +152,7 @@ COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32",
 )
 WHISPER_MAX_TOKENS = 448  # Whisper's decoder context
+STYLE_PROMPT_CHARS = 200  # asr.decoding.style_prompt: ~50 tokens, leaving the decoder room for the transcript
 
 
 def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
@@ -181,6 +182,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "asr.decoding.logprob_threshold": ((lambda v: v <= 0), "<= 0 (a mean log-probability)"),
     "asr.decoding.compression_ratio_threshold": ((lambda v: v > 0), "> 0"),
     "asr.decoding.prompt_tokens": ((lambda v: 0 <= v < WHISPER_MAX_TOKENS // 2), f"between 0 and {WHISPER_MAX_TOKENS // 2 - 1} (0 = off)"),
+    "asr.decoding.style_prompt": ((lambda v: len(v) <= STYLE_PROMPT_CHARS), f"at most {STYLE_PROMPT_CHARS} characters"),
     "context.max_utterances": ((lambda v: v >= 1), "at least 1 (the new utterance itself)"),
     "context.max_seconds": ((lambda v: v > 0), "> 0 (seconds)"),
     "model.device": ((lambda v: bool(TORCH_DEVICE.fullmatch(v))), "auto, cpu, cuda or cuda:N"),

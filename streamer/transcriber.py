@@ -36,7 +36,10 @@ class TranscriberConfig:
     but with it Whisper also skips words that repeat the prompt ("Failed again? This is
     ridiculous!" after "It failed again" lost its first words), so it is off by default; with
     greedy decoding it helps (WER .215 -> .201), with beam search hardly (.180 -> .177).
-    Default beam 5 without a prompt (docs/benchmarks.md, "Transcription without loops").
+    style_prompt: a fixed text that goes in the prompt before the previous transcripts ("" =
+    none); Whisper imitates the punctuation and style of its prompt, so a text written with
+    exclamations makes it write "!" where the voice exclaims (docs/benchmarks.md, "Exclamations
+    from speech"). Default beam 5 without a prompt (docs/benchmarks.md, "Transcription without loops").
     """
 
     beam_size: int = 5
@@ -49,6 +52,7 @@ class TranscriberConfig:
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     prompt_tokens: int = 0
+    style_prompt: str = ""
 
 
 def compression_ratio(text: str) -> float:
@@ -71,17 +75,19 @@ class Transcriber:
             language="en" if model.is_multilingual else None,
         )
         self.prompt = list(self.tokenizer.sot_sequence) + [self.tokenizer.no_timestamps]
+        self.style = self.tokenizer.encode(" " + config.style_prompt.strip()) if config.style_prompt.strip() else []
 
     def identity(self) -> dict[str, str]:
         """The ASR model, device and compute type (into every event)."""
         return {"model": self.encoder.name, "device": self.encoder.device, "compute_type": self.encoder.compute_type}
 
     def _previous(self, previous: str) -> list[int]:
-        """``<|startofprev|>`` and the last ``prompt_tokens`` tokens of ``previous`` ([] when off or empty)."""
-        if self.config.prompt_tokens <= 0 or not previous.strip():
-            return []
-        tokens = self.tokenizer.encode(" " + previous.strip())
-        return [self.tokenizer.sot_prev] + tokens[-self.config.prompt_tokens:]
+        """``<|startofprev|>``, the style prompt's tokens and the last ``prompt_tokens`` tokens of
+        ``previous`` ([] when there is neither a style prompt nor, with ``prompt_tokens`` > 0, a
+        previous text)."""
+        said = self.tokenizer.encode(" " + previous.strip()) if self.config.prompt_tokens > 0 and previous.strip() else []
+        tokens = self.style + said[-self.config.prompt_tokens:]  # said is [] when prompt_tokens is 0
+        return [self.tokenizer.sot_prev] + tokens if tokens else []
 
     def _decode(self, output: object, audio_s: float, beam_size: int, previous: list[int]):
         """One decoding of the encoder output (a CTranslate2 WhisperGenerationResult); ``previous``:
