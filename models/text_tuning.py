@@ -10,7 +10,7 @@ utterances per corpus, classes weighted by 1/sqrt(frequency) within a corpus, so
 corpus nor a majority class (DailyDialog's 80 % neutral) sets the embedding's habits.
 
 The layers below the tuned ones are frozen, so their output is computed once per distinct
-utterance (without dropout) and the tuned layers run on it (:func:`top_layers_only`); the embedding
+utterance (without dropout) and the tuned layers run on it (:func:`models.frontends.text.top_layers`); the embedding
 is the same as the whole model's (a test checks it). The output is a safetensors file with the
 tuned layers only (fp16, 3.5 MB per MiniLM layer, 14 MB per MPNet layer) and the base's name in its
 metadata; the runtime loads it over that base (:class:`models.frontends.text.TextEncoder`). The fusion
@@ -24,7 +24,6 @@ import json
 import logging
 import random
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import torch
 from .data import load_dataset
 from .data.sample import Sample
 from .errors import UserError
-from .frontends.text import TextEncoder, mean_pool
+from .frontends.text import TextEncoder, mean_pool, token_states, top_layers
 from .labels import LabelSet, fold_matrix, label_set
 from .losses import partial_cross_entropy
 from .metrics import Scores, score
@@ -89,25 +88,6 @@ def length_batches(examples: list[Example], batch_size: int, rng: random.Random)
     return batches
 
 
-class _Given(torch.nn.Module):
-    """Stands in for the embedding module: the states given as ``inputs_embeds`` pass unchanged."""
-
-    def forward(self, *args, inputs_embeds: torch.Tensor | None = None, **kwargs) -> torch.Tensor | None:
-        return inputs_embeds
-
-
-@contextmanager
-def top_layers_only(model: torch.nn.Module, first: int):
-    """Within the block, ``model(inputs_embeds=states [B, L, D], attention_mask=[B, L])`` runs only
-    transformer layers ``first..`` on the given states (what layer ``first - 1`` put out)."""
-    embeddings, layers = model.embeddings, model.encoder.layer
-    model.embeddings, model.encoder.layer = _Given(), layers[first:]
-    try:
-        yield model
-    finally:
-        model.embeddings, model.encoder.layer = embeddings, layers
-
-
 class Tuner(torch.nn.Module):
     """A sentence encoder with its bottom layers frozen, and a linear head on the pooled embedding.
 
@@ -120,7 +100,7 @@ class Tuner(torch.nn.Module):
         n_layers = encoder.base.n_layers
         if not 1 <= tune_layers <= n_layers:
             raise UserError(f"tune_layers must be 1..{n_layers} for {encoder.base.name}, got {tune_layers}")
-        self.tokenizer, self.max_tokens = encoder.tokenizer, encoder.max_tokens
+        self.tokenize = encoder.tokenize
         self.model = encoder.model
         self.first = n_layers - tune_layers
         self.prefixes = tuple(f"encoder.layer.{i}." for i in range(self.first, n_layers))
@@ -138,9 +118,9 @@ class Tuner(torch.nn.Module):
         self.model.eval()
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
-            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-            states = self.model(**batch, output_hidden_states=True).hidden_states[self.first]  # [b, L, D]
-            for text, row, n in zip(chunk, states, batch["attention_mask"].sum(1).tolist()):
+            ids, mask = self.tokenize(chunk)
+            states = token_states(self.model, ids, mask, upto=self.first)  # [b, L, D]
+            for text, row, n in zip(chunk, states, mask.sum(1).tolist()):
                 self.frozen[text] = row[:n].clone()
         self.model.train(training)
 
@@ -149,8 +129,7 @@ class Tuner(torch.nn.Module):
         rows = [self.frozen[t] for t in texts]
         states = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, L, D]
         mask = (torch.arange(states.shape[1]) < torch.tensor([len(r) for r in rows])[:, None]).long()  # [B, L]
-        with top_layers_only(self.model, self.first) as top:
-            out = top(inputs_embeds=states, attention_mask=mask).last_hidden_state  # [B, L, D]
+        out = top_layers(self.model, states, mask, self.first)  # [B, L, D]
         return self.head(self.scale * mean_pool(out, mask))
 
     def tuned_state(self) -> dict[str, torch.Tensor]:

@@ -143,14 +143,12 @@ class FileScorer:
     def __init__(self, settings: Settings, threads: int = 1) -> None:
         import torch
         from threadpoolctl import threadpool_limits
-        from transformers.utils import logging as transformers_logging
 
         from .api import Recognizer
 
         threads = max(1, threads)
         torch.set_num_threads(threads)
         threadpool_limits(threads, user_api="blas")
-        transformers_logging.disable_progress_bar()
         self.recognizer = Recognizer(settings, asr_threads=threads)
 
     def score(self, path: str) -> Outcome:
@@ -199,7 +197,7 @@ def _exit_at_once() -> None:
     The pool lets a worker exit only after the worker has sent every result through the
     pool's pipe, and a worker writes no files (the parent is the only writer of ``OUT``), so
     nothing is left to save. What ``os._exit`` skips is the interpreter tearing down the loaded
-    torch, CTranslate2 and transformers modules object by object: 3.7-5.2 s between the last
+    torch and CTranslate2 modules object by object: 3.7-5.2 s between the last
     result and the end of the command on a busy machine, 0.3-0.5 s without it (docs/benchmarks.md
     "Batch"). The exit status is 0 as it was: the pool's workers return normally even when a
     recording or the initializer fails.
@@ -217,7 +215,7 @@ def _score_in_worker(path: str) -> Outcome:
 
 # Imported once by the fork server before any model is loaded or thread started; every worker is
 # forked from it with them, instead of each spawned worker importing them again (2-3 CPU s each).
-PRELOAD = ["torch", "faster_whisper", "transformers.models.bert.modeling_bert", "streamer.session"]
+PRELOAD = ["torch", "faster_whisper", "tokenizers", "models.frontends.text", "streamer.session"]
 
 
 def _noop() -> None:

@@ -111,13 +111,11 @@ def _load_torch(args: argparse.Namespace) -> None:
     """Import torch once the arguments are known to be good, and configure it."""
     import torch
     from threadpoolctl import threadpool_limits
-    from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(max(1, args.threads))
     # numpy's OpenBLAS spin-waits like OpenMP: the speaker clustering's SVD at 160 utterances took
     # 1.3 s with 2 BLAS threads on the busy 2-core machine, 21 ms with one.
     threadpool_limits(max(1, args.threads), user_api="blas")
-    transformers_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
 
 
 def _load_pipeline(args: argparse.Namespace, settings, channels: int):

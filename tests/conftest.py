@@ -215,9 +215,6 @@ def utterances(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def recognizer():
     """The default models, loaded once for the whole test session (streamer.api.Recognizer)."""
-    from transformers.utils import logging as transformers_logging
-
     from streamer.api import Recognizer
 
-    transformers_logging.disable_progress_bar()
     return Recognizer()

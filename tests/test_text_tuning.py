@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from models.errors import UserError
 from models.frontends import text
-from models.frontends.text import TextEncoder, base_encoder, text_encoder_for
-from models.text_tuning import top_layers_only, tune_text
+from models.frontends.text import TextEncoder, base_encoder, text_encoder_for, token_states, top_layers
+from models.text_tuning import tune_text
 from models.training_config import TrainConfig
 
 HAPPY = ["I am so happy today", "What wonderful news", "This is great, thank you", "I love it so much"]
@@ -99,15 +99,29 @@ def test_wrong_or_broken_tuned_files_are_user_errors(tuned, tmp_path):
 def test_the_tuned_layers_run_alone_give_the_whole_models_states():
     """Tuning runs only the top layers on the frozen layers' stored output: same states as the whole model."""
     encoder = TextEncoder()
-    texts = ["I feel terrible about it", "Okay."]
-    batch = encoder.tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = encoder.tokenize(["I feel terrible about it", "Okay."])
     with torch.no_grad():
-        whole = encoder.model(**batch, output_hidden_states=True)
-        with top_layers_only(encoder.model, 4) as top:
-            tail = top(inputs_embeds=whole.hidden_states[4], attention_mask=batch["attention_mask"])
-    mask = batch["attention_mask"].bool()
-    assert torch.allclose(tail.last_hidden_state[mask], whole.last_hidden_state[mask], atol=1e-5)
-    assert len(encoder.model.encoder.layer) == 6  # the layers are put back
+        whole = token_states(encoder.model, ids, mask)
+        tail = top_layers(encoder.model, token_states(encoder.model, ids, mask, upto=4), mask, 4)
+    assert torch.allclose(tail[mask.bool()], whole[mask.bool()], atol=1e-5)
+
+
+def test_our_bert_gives_the_states_and_tokens_of_transformers_bert():
+    """models.frontends.bert replaces transformers' BertModel and tokenizer at run time: same ids,
+    same token states (to float rounding) on MiniLM's released weights, padding included."""
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = TextEncoder()
+    texts = ["Oh, that is wonderful. I am so happy!", "no.", "Why   would you DO that?? " * 30]
+    reference_tokenizer = AutoTokenizer.from_pretrained(encoder.model_dir, local_files_only=True)
+    batch = reference_tokenizer(texts, padding=True, truncation=True, max_length=encoder.max_tokens, return_tensors="pt")
+    ids, mask = encoder.tokenize(texts)
+    assert torch.equal(ids, batch["input_ids"]) and torch.equal(mask, batch["attention_mask"])
+    reference = AutoModel.from_pretrained(encoder.model_dir, local_files_only=True).eval()
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state
+        ours = token_states(encoder.model, ids, mask)
+    assert torch.allclose(ours[mask.bool()], expected[mask.bool()], atol=1e-4)
 
 
 def test_unknown_or_missing_base_encoders_are_user_errors(monkeypatch):
