@@ -166,6 +166,7 @@ class Segmenter:
         self._frames: list[Frame] = []  # the open utterance, preroll included; [] when idle
         self._voiced: list[bool] = []  # VAD decision per frame of self._frames
         self._power: list[float] = []  # mean square of each frame of self._frames (int16 units)
+        self._loudest = 0.0  # the largest power of a voiced frame in self._frames
         self._silence_run = 0  # consecutive non-speech frames at the end of self._frames
         self._reserved: list[int] = []  # ids handed out for the open utterance's parts, in order
         self._tested = 0  # inner pauses starting before this frame of self._frames have been tested
@@ -183,13 +184,13 @@ class Segmenter:
             if not speech:
                 self._preroll.append(frame)
                 return []
-            self._frames = list(self._preroll)
-            self._voiced = [False] * len(self._frames)
-            self._power = [_power(f) for f in self._frames]
+            self._keep(list(self._preroll), [False] * len(self._preroll), [_power(f) for f in self._preroll])
             self._preroll.clear()
         self._frames.append(frame)
         self._voiced.append(speech)
         self._power.append(_power(frame))
+        if speech:
+            self._loudest = max(self._loudest, self._power[-1])
         self._silence_run = 0 if speech else self._silence_run + 1
         if self._silence_run >= self.config.frames(self.config.hangover_ms):
             return self._close(decided_at=frame.end)
@@ -235,7 +236,8 @@ class Segmenter:
         """End the utterance at its last voiced frame; the frames after it become preroll."""
         utterances = self._cut(self._last_voiced() + 1, decided_at)
         self._preroll.extend(self._frames)
-        self._frames, self._voiced, self._power, self._silence_run = [], [], [], 0
+        self._keep([], [], [])
+        self._silence_run = 0
         return utterances
 
     def _split(self, decided_at: float) -> list[Utterance]:
@@ -246,7 +248,7 @@ class Segmenter:
         utterances = self._cut(upto, decided_at)
         if not any(self._voiced):  # only silence after the split point: back to IDLE
             self._preroll.extend(self._frames)
-            self._frames, self._voiced, self._power = [], [], []
+            self._keep([], [], [])
         return utterances
 
     def _cut(self, upto: int, decided_at: float) -> list[Utterance]:
@@ -286,15 +288,12 @@ class Segmenter:
     def _may_end_pause(self, frames: range) -> bool:
         """Cheap: whether a pause may end at one of ``frames`` (a voiced frame after one that is
         not voiced, or is quiet enough to be a pause even next to the loudest frame so far)."""
-        loudest = None
         for j in frames:
             if j < 1 or not self._voiced[j]:
                 continue
             if not self._voiced[j - 1]:
                 return True
-            if loudest is None:
-                loudest = max(p for p, v in zip(self._power, self._voiced) if v)
-            if self._power[j - 1] < loudest * QUIET:
+            if self._power[j - 1] < self._loudest * QUIET:
                 return True
         return False
 
@@ -350,7 +349,12 @@ class Segmenter:
 
     def _drop(self, upto: int) -> None:
         """Forget frames[:upto] of the open utterance."""
-        self._frames, self._voiced, self._power = self._frames[upto:], self._voiced[upto:], self._power[upto:]
+        self._keep(self._frames[upto:], self._voiced[upto:], self._power[upto:])
+
+    def _keep(self, frames: list[Frame], voiced: list[bool], power: list[float]) -> None:
+        """Make these the open utterance's frames, VAD decisions and powers."""
+        self._frames, self._voiced, self._power = frames, voiced, power
+        self._loudest = max((p for p, v in zip(power, voiced) if v), default=0.0)
 
     def _reserve(self, n: int) -> list[int]:
         """The ids of the open utterance's first ``n`` parts, drawn once and kept until it is cut
