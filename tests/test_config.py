@@ -27,6 +27,8 @@ def test_file_and_flag_overrides(tmp_path: Path):
     ("[vad]\nloudness = 3\n", "unknown setting 'vad.loudness'"),
     ("[vad]\naggressiveness = 7\n", "aggressiveness"),
     ("[vad\n", "not valid TOML"),
+    ("[asr.decoding]\nstyle_prompt = 3\n", "style_prompt must be a string"),
+    (f"[asr.decoding]\nstyle_prompt = '{'Wow! ' * 41}'\n", "style_prompt must be at most 200 characters"),
 ])
 def test_bad_config_is_a_user_error(tmp_path: Path, text: str, message: str):
     path = tmp_path / "c.toml"

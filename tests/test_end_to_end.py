@@ -21,6 +21,7 @@ from benchmarks.e2e_metrics import (
     aggregate,
     corpus_wer,
     coverage,
+    exclamations,
     normalise,
     normalise_basic,
     number_words,
@@ -80,6 +81,12 @@ def test_corpus_wer():
     assert corpus_wer(["a b c d", "e f"], ["a b x d", "e f"]) == pytest.approx(1 / 6)
     assert corpus_wer(["one two"], [""]) == 1.0
     assert corpus_wer(["[LAUGHTER]"], ["ha"]) == 0.0  # nothing said: skipped
+
+
+def test_exclamations_count_turns_not_marks():
+    said = exclamations(["Stop it! Now!", "Hello.", "Great!", "Fine."], ["Stop it. Now!", "Hello!", "Great.", "Fine."])
+    assert said == {"reference": 2, "hypothesis": 2, "both": 1, "recall": 0.5, "precision": 0.5}
+    assert exclamations(["Hi."], ["Hi."])["recall"] is None and exclamations(["Hi."], ["Hi."])["precision"] is None
 
 
 def test_coverage_unions_overlapping_spans():

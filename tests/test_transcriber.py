@@ -16,6 +16,8 @@ from streamer.transcriber import TranscriberConfig, compression_ratio
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
 
+STYLE_PROMPT = "Oh wow! That's great! No way, I can't believe it."  # written for the tests and the benchmark
+
 # text, espeak voice, words/min, pitch: turns that looped in the benchmark's MELD dev renders
 LOOPING = [
     ("Who was that?", "en-us+m3", 169, 47),
@@ -102,6 +104,35 @@ def test_prompt_with_previous_turns_hears_the_name_it_mentioned(encoder):
     assert "tom" in words(prompted.text) and "with" not in words(prompted.text), prompted.text
     assert "tom" not in words(plain.text), plain.text
     assert plain.text == Transcriber(encoder, TranscriberConfig(prompt_tokens=0)).transcribe(audio).text
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_style_prompt_makes_whisper_write_the_exclamation(encoder):
+    """A style prompt written with exclamations turns the full stop of an exclaimed line into
+    "!" and changes no word; none of the prompt's words get into the transcript."""
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    audio = synthesise("Get out of my room right now!", "en-gb+f2", 170, 50)
+    plain = Transcriber(encoder).transcribe(audio).text
+    styled = Transcriber(encoder, TranscriberConfig(style_prompt=STYLE_PROMPT)).transcribe(audio).text
+    assert plain.endswith(".") and styled.endswith("!"), (plain, styled)
+    assert words(styled) == words(plain) == words("Get out of my room right now")
+
+
+@pytest.mark.slow
+def test_style_prompt_comes_first_then_the_previous_turns(encoder):
+    """The prompt is <|startofprev|>, the style text, then the last prompt_tokens tokens of what
+    the session said; without a style text and with prompt_tokens 0 there is no prompt."""
+    from streamer.transcriber import Transcriber
+
+    styled = Transcriber(encoder, TranscriberConfig(style_prompt=f"  {STYLE_PROMPT} ", prompt_tokens=3))
+    tokenizer = styled.tokenizer
+    said = tokenizer.encode(" Hello there, how are you today?")
+    assert styled._previous("Hello there, how are you today?") == [tokenizer.sot_prev] + tokenizer.encode(" " + STYLE_PROMPT) + said[-3:]
+    assert styled._previous("") == [tokenizer.sot_prev] + tokenizer.encode(" " + STYLE_PROMPT)
+    assert Transcriber(encoder)._previous("Hello there.") == []
 
 
 @pytest.mark.slow
