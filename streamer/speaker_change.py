@@ -15,12 +15,15 @@ once, while the stream goes on:
    stretch, its frame-level states pooled on either side of the pause
    (``SpeakerEmbedder.embed_spans``).
 3. The voice has changed where the two sides are farther apart than ``distance`` (cosine
-   distance); the segmenter then closes the part before the pause at once.
+   distance), or ``distance + short_side_margin`` when a side holds less than ``lookahead_s``
+   of audio (a short turn's embedding is noisier); the segmenter then closes the part before
+   the pause at once.
 
 The decision depends on the stretch's audio alone, never on when it was asked for, so a replay
 as fast as possible, a paced one and a live stream cut at the same pauses. Settings chosen on
 development dialogues of espeak-ng voices that the benchmark's test pairs do not use
-(docs/benchmarks.md, "Speaker changes inside an utterance").
+(docs/benchmarks.md, "Speaker changes inside an utterance"; the margin for short sides in
+round 5, "Speaker attribution").
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ SpanEmbedder = Callable[[np.ndarray, list[tuple[float, float]]], np.ndarray]
 @dataclass(frozen=True)
 class SpeakerChangeConfig:
     """distance: cosine distance between the two sides' embeddings above which the voice has
-    changed; min_side_s: the least audio on each side of a tested pause, seconds; window_s: the
+    changed; short_side_margin: added to ``distance`` when a side holds less than lookahead_s
+    of audio; min_side_s: the least audio on each side of a tested pause, seconds; window_s: the
     most audio before a pause that is embedded, seconds; lookahead_s: the audio after a pause
     the test waits for (and embeds), seconds, from min_side_s to window_s; min_pause_s: shorter
     pauses are not tested, seconds."""
 
-    distance: float = 0.45
+    distance: float = 0.40
+    short_side_margin: float = 0.05
     min_side_s: float = 0.8
     window_s: float = 1.5
     lookahead_s: float = 1.0
@@ -79,4 +84,6 @@ class SpeakerChangeDetector:
 
     def changed(self, audio: np.ndarray, pause: tuple[int, int]) -> bool:
         """Whether another voice speaks after ``pause`` than before it (module docstring)."""
-        return self.distance(audio, pause) > self.config.distance
+        a, b = pause
+        short = min(a, len(audio) - b) < round(self.config.lookahead_s * SAMPLE_RATE)
+        return self.distance(audio, pause) > self.config.distance + (self.config.short_side_margin if short else 0.0)

@@ -33,9 +33,8 @@ each utterance goes to the nearer centroid. No look-ahead: an assignment is fina
 
 The units and the default distances were calibrated on TurEV-DB (the development set) and are
 reported on EmoDB and espeak-ng dialogues (the test sets); campplus's distance and evidence
-rule on TurEV-DB together with espeak-ng dialogues of voices the test pairs do not use. A turn-taking prior (favouring
-alternation) gained under one point in exploratory runs, and depends on how the segmenter
-splits turns: not used.
+rule on TurEV-DB together with espeak-ng dialogues of voices the test pairs do not use; its
+turn-taking allowance (round 5) on those dialogues, rendered end to end.
 """
 
 from __future__ import annotations
@@ -369,7 +368,12 @@ class EmbeddingClustering:
     LINKS_NEEDED utterances were cut by the segmenter from the one before at a voice change
     (``Utterance.voice_change``) and every one of them lies on the other side than that one:
     the local comparison either side of a pause is evidence the group means do not have (one
-    such cut alone may be a false one within a voice).
+    such cut alone may be a false one within a voice). Turn taking lowers the first bar: a split
+    whose groups alternate in the stream (the share of consecutive utterances on opposite sides)
+    more than ALTERNATION_BASE of the time needs up to TURN_TAKING_BONUS less distance, the whole
+    of it at strict alternation. Two people in conversation mostly take turns, while a split of
+    one voice falls in no such order (measured on dev dialogues: docs/benchmarks.md, "Speaker
+    attribution", round 5).
 
     With a ``project``ion (the voice projection, ``models.frontends.speaker.VoiceProjection``:
     an LDA learned on synthetic voices), the history is also split by 2-means in the projected
@@ -393,6 +397,10 @@ class EmbeddingClustering:
     EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
     LINKS_NEEDED = 2  # voice-change cuts that must all fall between the groups for the second rule
     LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
+    # Turn taking (round 5, dev e2e dialogues and TurEV-DB): a split whose groups alternate in the
+    # stream more than ALTERNATION_BASE of the time needs up to TURN_TAKING_BONUS less distance
+    TURN_TAKING_BONUS = 0.2  # cosine distance, at strict alternation
+    ALTERNATION_BASE = 0.7  # share of consecutive utterances on opposite sides that earns nothing
     # The projected rule, chosen on the e2e dev voices and TurEV-DB (docs/benchmarks.md)
     TIGHT_MIN_UTTERANCES = 4  # utterances in each group, at least
     TIGHT_SPREAD = 0.16  # mean cosine distance to the group's direction, in either group, below this
@@ -470,12 +478,20 @@ class EmbeddingClustering:
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
         needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(self._smaller_seconds(side))
+        needed -= self._turn_taking(side)
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
         if between <= needed and not held:
             return np.zeros(n, bool)
         return self._named(side)
+
+    def _turn_taking(self, side: np.ndarray) -> float:
+        """The turn-taking allowance (cosine distance) for the split ``side`` (bool [n], stream
+        order): TURN_TAKING_BONUS times how far the share of consecutive utterances on opposite
+        sides exceeds ALTERNATION_BASE, scaled so that strict alternation earns the whole bonus."""
+        alternation = float(np.mean(side[1:] != side[:-1]))
+        return self.TURN_TAKING_BONUS * max(0.0, alternation - self.ALTERNATION_BASE) / (1.0 - self.ALTERNATION_BASE)
 
     def _named(self, side: np.ndarray) -> np.ndarray:
         """The two groups of ``side`` (bool [n], the last the new utterance) as B = True: the

@@ -52,6 +52,21 @@ def test_lookahead_lies_between_the_least_and_the_most_side() -> None:
         SpeakerChangeConfig(window_s=1.0, lookahead_s=1.2)
 
 
+@pytest.mark.parametrize("right_s, changed", [(1.0, True), (0.9, False)])
+def test_a_side_shorter_than_the_lookahead_needs_the_margin_more(right_s: float, changed: bool) -> None:
+    """Sides 0.42 apart: a change over full sides (distance 0.40), none when the side after the
+    pause is shorter than lookahead_s (0.40 + short_side_margin 0.05)."""
+    apart = np.array([[1.0, 0.0], [0.58, np.sqrt(1 - 0.58**2)]])  # cosine distance 0.42
+
+    def embed_spans(audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+        return apart
+
+    detector = SpeakerChangeDetector(SpeakerChangeConfig(distance=0.40, short_side_margin=0.05), embed_spans)
+    pause = (round(1.5 * SAMPLE_RATE), round(1.7 * SAMPLE_RATE))
+    audio = np.zeros(pause[1] + round(right_s * SAMPLE_RATE), np.float32)
+    assert detector.changed(audio, pause) is changed
+
+
 @needs_campplus
 def test_the_part_before_a_change_is_decided_while_the_next_voice_speaks(speak: Callable[..., np.ndarray]) -> None:
     """Two voices, the second answering after 0.12 s (one utterance to the VAD): the first turn

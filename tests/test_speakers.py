@@ -309,9 +309,20 @@ def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bo
     between the 2-means groups; one cut is not enough."""
     near = 0.7 * basis(0) + np.sqrt(1 - 0.7**2) * basis(2)  # distance 0.3 from A
     clustering = EmbeddingClustering(0.35)
+    clustering.TURN_TAKING_BONUS = 0.0  # the turns alternate: this rule alone
     speakers = [clustering.assign_print(v, 2.0, change and voice_change)
                 for v, change in ((basis(0), False), (near, True), (basis(0), False), (near, True))]
     assert speakers == [Speaker.A, Speaker.A, Speaker.A, last]
+
+
+@pytest.mark.parametrize("bonus, second", [(EmbeddingClustering.TURN_TAKING_BONUS, Speaker.B), (0.0, Speaker.A)])
+def test_turn_taking_lets_an_answer_open_b_on_less_distance(bonus: float, second: Speaker):
+    """A 1 s answer 0.5 apart from A's 1 s turn: under the evidence bar (0.35 + 0.3 / 1 = 0.65),
+    but the two alternate, which lowers the bar by TURN_TAKING_BONUS (0.2) to 0.45."""
+    other = 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(2)  # distance 0.5 from A
+    clustering = EmbeddingClustering(0.35)
+    clustering.TURN_TAKING_BONUS = bonus
+    assert [clustering.assign_print(v, 1.0) for v in (basis(0), other)] == [Speaker.A, second]
 
 
 @pytest.mark.parametrize("spread, opens_b", [(0.1, True), (0.3, False)])
