@@ -294,3 +294,28 @@ def test_prior_correction_shifts_inference_logits_only():
     for bad in ((1.0, 2.0), (0.0, 0.0, float("nan"), 0.0)):
         with pytest.raises(UserError, match="prior_correction"):
             tiny_config(prior_correction=bad)
+
+
+def test_context_weight_scales_the_context_path_at_inference_only():
+    """network.context_weight: 0 leaves the target utterance's own logits, 1 is the trained sum."""
+    full = build_network(tiny_config(target_residual=True))
+    full.eval()
+    batch = random_batch(full.config)
+    with torch.no_grad():
+        trained = full(batch)
+        context = trained.logits - trained.utterance_logits  # the context path's logits
+        for weight in (0.0, 0.5):
+            scaled = build_network(tiny_config(target_residual=True, context_weight=weight))
+            scaled.load_state_dict(full.state_dict())  # the weight is config, not a parameter
+            scaled.eval()
+            assert torch.allclose(scaled(batch).logits, trained.utterance_logits + weight * context, atol=1e-6)
+            scaled.train()
+            torch.manual_seed(0)
+            train_scaled = scaled(batch).logits
+            full.train()
+            torch.manual_seed(0)
+            assert torch.allclose(train_scaled, full(batch).logits)  # training sees the whole context
+            full.eval()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(UserError, match="context_weight"):
+            tiny_config(context_weight=bad)

@@ -304,7 +304,8 @@ class FusionNetwork(nn.Module):
         utterance = None
         if self.utterance is not None:
             utterance = self.utterance(torch.cat([audio_in[:, -1], text_in[:, -1]], dim=-1))  # [B, C]
-            logits = logits + utterance
+            weight = 1.0 if self.training else self.config.context_weight
+            logits = weight * logits + utterance
         if len(self.prior_offset) and not self.training:
             logits = logits - self.prior_offset
         gate = self.gate(batch)

@@ -48,6 +48,9 @@ class FusionConfig:
     # text-only mode exactly, so a voice the gate half-trusts cannot pull the text's answer away.
     # 0 = the soft gate as trained. Set after training by scripts/gate_stats.py --threshold.
     gate_threshold: float = 0.0
+    # Context weight: at inference, the context path's logits are scaled by it before the target-only
+    # logits (target_residual) are added; 1 = as trained, 0 = the target utterance alone.
+    context_weight: float = 1.0
 
     def __post_init__(self) -> None:
         try:
@@ -63,6 +66,8 @@ class FusionConfig:
             raise UserError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.gate_threshold <= 1.0:
             raise UserError(f"gate_threshold must be in [0, 1], got {self.gate_threshold}")
+        if not 0.0 <= self.context_weight <= 1.0:
+            raise UserError(f"context_weight must be in [0, 1], got {self.context_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "prior_correction", tuple(float(v) for v in self.prior_correction))
