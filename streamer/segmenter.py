@@ -63,7 +63,7 @@ class SegmenterConfig:
     # Cut an utterance at an inner pause where the voices either side are farther apart than this
     # (CAM++ cosine distance, streamer.speaker_change; 0.05 more where a side is under 1 s);
     # mono voice attribution only; 0: never.
-    voice_change_distance: float = 0.40
+    voice_change_distance: float = 0.41
 
     def __post_init__(self) -> None:
         if self.engine not in VAD_ENGINES:

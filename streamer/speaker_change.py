@@ -48,7 +48,7 @@ class SpeakerChangeConfig:
     the test waits for (and embeds), seconds, from min_side_s to window_s; min_pause_s: shorter
     pauses are not tested, seconds."""
 
-    distance: float = 0.40
+    distance: float = 0.41
     short_side_margin: float = 0.05
     min_side_s: float = 0.8
     window_s: float = 1.5
