@@ -11,9 +11,10 @@ Definitions (also in docs/benchmarks.md, "End to end from speech"):
   hypothesis the emitted texts joined in time order, both normalised by :func:`normalise` (Whisper's
   English normaliser); errors are summed over the corpus (jiwer) and divided by the reference
   words. ``wer_basic`` is the same with :func:`normalise_basic`, the normaliser used before round 4.
-- **"!" recall / precision** (ASR on the true segments): of the turns whose spoken text has an
-  exclamation mark, the share whose transcript has one too; of the transcripts with one, the share
-  whose spoken text has one (per turn, not per mark).
+- **"!" recall / precision**: of the turns whose spoken text has an exclamation mark, the share
+  whose transcript has one too; of the transcripts with one, the share whose spoken text has one
+  (per turn, not per mark). On the true segments the transcript is the turn's own; in a pipeline
+  run it is the matched utterance's (which may hold a neighbouring turn the VAD merged with it).
 - **speaker accuracy**: share of matched turns whose speaker is right under the better of the two
   labelings (A/B as is, or swapped) of each dialogue.
 - **UA / WF1**: over the turns whose corpus label the model's label set holds; a missed turn counts
@@ -174,6 +175,7 @@ class DialogueScore:
     y_pred: tuple[int, ...]  # MISSED where no span overlaps
     change: tuple[bool, ...]  # scored turn whose class differs from the previous scored turn's
     reference: str  # the spoken text, turns joined
+    matched_texts: tuple[tuple[str, str], ...]  # (turn's text, its matched utterance's text) per matched turn
     hypothesis: str  # the emitted text, spans joined in time order
 
 
@@ -200,6 +202,7 @@ def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Seq
         speaker_correct=max(same, swapped), speaker_matched=same + swapped,
         y_true=tuple(y_true), y_pred=tuple(y_pred), change=tuple(change),
         reference=" ".join(t.text for t in turns), hypothesis=" ".join(s.text for s in spans),
+        matched_texts=tuple((t.text, spans[m].text) for t, m in zip(turns, matches) if m is not None),
     )
 
 
@@ -213,6 +216,7 @@ def aggregate(scores: Sequence[DialogueScore], labels: Sequence[str]) -> dict[st
     change = np.array([c for s in scores for c in s.change], dtype=bool)
     emotion = score(y_true, y_pred, tuple(labels))
     matched = sum(s.speaker_matched for s in scores)
+    pairs = [pair for s in scores for pair in s.matched_texts]
     return {
         "dialogues": len(scores),
         "turns": len(found),
@@ -226,5 +230,6 @@ def aggregate(scores: Sequence[DialogueScore], labels: Sequence[str]) -> dict[st
         "wf1": emotion.wf1,
         "change_accuracy": float(np.mean(y_true[change] == y_pred[change])) if change.any() else 0.0,
         "missed_scored_turns": int((y_pred == MISSED).sum()),
+        "exclamations": exclamations([r for r, _ in pairs], [h for _, h in pairs]),
         "per_class_recall": {k: v["recall"] for k, v in emotion.per_class.items()},
     }

@@ -294,25 +294,28 @@ def _wer(figures: dict, digits: int = 2) -> str:
 
 
 def _exclaimed(figures: dict) -> str:
-    """The "!" counts as ``both/reference, both/hypothesis`` (recall's and precision's fractions)."""
-    e = figures["exclamations"]
+    """The "!" counts as ``both/reference, both/hypothesis`` (recall's and precision's fractions);
+    "—" for a run recorded before they were counted."""
+    e = figures.get("exclamations")
+    if e is None:
+        return "—"
     return f"{e['both']}/{e['reference']}, {e['both']}/{e['hypothesis']}"
 
 
 def markdown(result: dict) -> str:
     lines = [
-        "| set | run | seg. recall | WER (basic norm.) | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        '| set | run | seg. recall | WER (basic norm.) | "!" recall, precision | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |',
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, per_set in result["sets"].items():
         if "ceiling" in per_set:
             c = per_set["ceiling"]
-            lines.append(f"| {name} | ceiling: true text + speakers | — | — | — | {_f(c['ua'])} | {_f(c['wf1'])} | "
+            lines.append(f"| {name} | ceiling: true text + speakers | — | — | — | — | {_f(c['ua'])} | {_f(c['wf1'])} | "
                          f"{_f(c['change_accuracy'])} | — | {c['turns']} ({c['scored_turns']}) |")
         for key, r in per_set.get("runs", {}).items():
             extra = f" (speech end→event {_f(r['speech_end_to_event_p50_ms'], 0)}/{_f(r['speech_end_to_event_p95_ms'], 0)})" if "speech_end_to_event_p50_ms" in r else ""
             lines.append(
-                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_wer(r)} | {_f(r['speaker_accuracy'])} | "
+                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_wer(r)} | {_exclaimed(r)} | {_f(r['speaker_accuracy'])} | "
                 f"{_f(r['ua'])} | {_f(r['wf1'])} | {_f(r['change_accuracy'])} | "
                 f"{_f(r['latency_p50_ms'], 0)}/{_f(r['latency_p95_ms'], 0)}{extra} | {r['turns']} ({r['scored_turns']}) |"
             )

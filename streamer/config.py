@@ -183,6 +183,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "asr.decoding.compression_ratio_threshold": ((lambda v: v > 0), "> 0"),
     "asr.decoding.prompt_tokens": ((lambda v: 0 <= v < WHISPER_MAX_TOKENS // 2), f"between 0 and {WHISPER_MAX_TOKENS // 2 - 1} (0 = off)"),
     "asr.decoding.style_prompt": ((lambda v: len(v) <= STYLE_PROMPT_CHARS), f"at most {STYLE_PROMPT_CHARS} characters"),
+    "asr.decoding.lead_in_s": ((lambda v: 0 <= v <= 2), "between 0 and 2 (seconds)"),
     "context.max_utterances": ((lambda v: v >= 1), "at least 1 (the new utterance itself)"),
     "context.max_seconds": ((lambda v: v > 0), "> 0 (seconds)"),
     "model.device": ((lambda v: bool(TORCH_DEVICE.fullmatch(v))), "auto, cpu, cuda or cuda:N"),

@@ -39,7 +39,11 @@ class TranscriberConfig:
     style_prompt: a fixed text that goes in the prompt before the previous transcripts ("" =
     none); Whisper imitates the punctuation and style of its prompt, so a text written with
     exclamations makes it write "!" where the voice exclaims (docs/benchmarks.md, "Exclamations
-    from speech"). Default beam 5 without a prompt (docs/benchmarks.md, "Transcription without loops").
+    from speech"). lead_in_s: seconds of silence put before the utterance for decoding (0 =
+    decode the shared encoder pass); Whisper drops an utterance's first word when the audio starts
+    right at the speech ("Blocked? Nobody warned me!" -> "Nobody warns me"), and a lead-in costs a
+    second encoder pass, since the pooled features must stay those of the utterance as the checkpoint
+    was trained on them. Default beam 5 without a prompt (docs/benchmarks.md, "Transcription without loops").
     """
 
     beam_size: int = 5
@@ -53,6 +57,7 @@ class TranscriberConfig:
     compression_ratio_threshold: float = 2.4
     prompt_tokens: int = 0
     style_prompt: str = ""
+    lead_in_s: float = 0.0
 
 
 def compression_ratio(text: str) -> float:
@@ -104,15 +109,17 @@ class Transcriber:
         """audio: float32 [n] at 16 kHz (one utterance, ≤ 30 s); previous: what the session said
         before it, oldest first (used when ``prompt_tokens`` > 0)."""
         encoded = self.encoder.encode(audio)
-        audio_s = len(audio) / SAMPLE_RATE
+        lead = np.zeros(round(self.config.lead_in_s * SAMPLE_RATE), np.float32)
+        heard = self.encoder.encode(np.concatenate([lead, audio])).output if len(lead) else encoded.output
+        audio_s = (len(lead) + len(audio)) / SAMPLE_RATE
         prompt = self._previous(previous)
-        result = self._decode(encoded.output, audio_s, self.config.beam_size, prompt)
+        result = self._decode(heard, audio_s, self.config.beam_size, prompt)
         text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         if self.config.fallback_beam_size > self.config.beam_size and (
             (result.scores[0] if result.scores else 0.0) < self.config.fallback_logprob
             or compression_ratio(text) > self.config.compression_ratio_threshold
         ):
-            result = self._decode(encoded.output, audio_s, self.config.fallback_beam_size, prompt)
+            result = self._decode(heard, audio_s, self.config.fallback_beam_size, prompt)
             text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         avg_logprob = float(result.scores[0]) if result.scores else 0.0
         silent = result.no_speech_prob > self.config.no_speech_threshold and avg_logprob < self.config.logprob_threshold

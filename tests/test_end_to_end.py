@@ -104,6 +104,16 @@ def test_perfect_output_scores_perfectly():
     assert result["change_turns"] == 2 and result["change_accuracy"] == 1.0
 
 
+def test_pipeline_exclamations_read_each_turns_matched_utterance():
+    spans = spans_from(TURNS)
+    spans[1] = replace(spans[1], text="I am so happy today.")  # the "!" lost
+    spans[3] = replace(spans[3], text="But I lost my keys!")  # one written where none was said
+    result = aggregate([score_dialogue(TURNS, spans, LABELS)], LABELS)
+    assert result["exclamations"] == {"reference": 1, "hypothesis": 1, "both": 0, "recall": 0.0, "precision": 0.0}
+    perfect = aggregate([score_dialogue(TURNS, spans_from(TURNS), LABELS)], LABELS)["exclamations"]
+    assert perfect["recall"] == perfect["precision"] == 1.0
+
+
 def test_speaker_accuracy_is_swap_invariant():
     swapped = spans_from(TURNS, speakers={i: "B" if t.speaker == "A" else "A" for i, t in enumerate(TURNS)})
     one_wrong = spans_from(TURNS, speakers={0: "B"})
