@@ -28,6 +28,7 @@ def test_file_and_flag_overrides(tmp_path: Path):
     ("[vad]\naggressiveness = 7\n", "aggressiveness"),
     ("[vad\n", "not valid TOML"),
     ("[asr.decoding]\nstyle_prompt = 3\n", "style_prompt must be a string"),
+    ("[asr.decoding]\nlead_in_s = 5\n", "lead_in_s must be between 0 and 2"),
     (f"[asr.decoding]\nstyle_prompt = '{'Wow! ' * 41}'\n", "style_prompt must be at most 200 characters"),
 ])
 def test_bad_config_is_a_user_error(tmp_path: Path, text: str, message: str):

@@ -122,6 +122,25 @@ def test_style_prompt_makes_whisper_write_the_exclamation(encoder):
 
 
 @pytest.mark.slow
+@needs_espeak
+def test_lead_in_keeps_the_first_word_and_the_features(encoder):
+    """Audio that starts right at the speech loses its first word ("Fine" -> "I"); with silence
+    before it for decoding the word is heard, and the pooled features are those of the utterance
+    alone (the checkpoint's), since the lead-in decodes from a second encoder pass."""
+    import numpy as np
+
+    from benchmarks.dialogues import synthesise
+    from streamer.transcriber import Transcriber
+
+    audio = synthesise("Fine. Do it your way then.", "en-gb", 170, 50)
+    plain = Transcriber(encoder).transcribe(audio)
+    led = Transcriber(encoder, TranscriberConfig(lead_in_s=0.3)).transcribe(audio)
+    assert words(plain.text)[0] != "fine" and words(led.text)[:2] == ["fine", "do"], (plain.text, led.text)
+    np.testing.assert_array_equal(led.audio_features, plain.audio_features)
+    np.testing.assert_array_equal(led.encoder_states, plain.encoder_states)
+
+
+@pytest.mark.slow
 def test_style_prompt_comes_first_then_the_previous_turns(encoder):
     """The prompt is <|startofprev|>, the style text, then the last prompt_tokens tokens of what
     the session said; without a style text and with prompt_tokens 0 there is no prompt."""
