@@ -12,9 +12,10 @@ cost, already ran during the pause).
 When speech resumes instead, that work was wasted (once per pause of 210-420 ms), which is why
 a run as fast as possible, where nobody waits for each result, turns it off (``work_ahead``).
 Where two voices answer each other after a pause shorter than the hangover, the segmenter
-decides the first turn as soon as 0.8 s of the answer is heard to be another voice
-(``streamer.speaker_change``), without waiting for the answer to end; that part has no
-hangover to prepare it in, and is heard when it is decided.
+decides the first turn as soon as 1 s of the answer is heard to be another voice
+(``streamer.speaker_change``), without waiting for the answer to end; that part is prepared
+during that second instead, as soon as the pause is over (``Segmenter.cut_candidate``), and
+the work is wasted where the voice has not changed (once per tested pause; ``prepare_cuts``).
 
 The caller owns the clock: ``feed`` as blocks arrive (from a microphone, a paced file, a file as
 fast as possible, or a test), ``flush`` at the end of the stream. ``partials`` polls interim
@@ -82,7 +83,8 @@ class Pipeline:
     audio frontend differs from the ASR model (None: reuse the ASR encoder pass).
     partial_every_s: stream seconds between interim results of an utterance in progress (0: none).
     work_ahead: prepare an utterance during its hangover (module docstring); an attribute the
-    caller may switch.
+    caller may switch. prepare_cuts: with work_ahead, also prepare the part a pending
+    speaker-change test would cut (about a quarter more CPU in real time); an attribute too.
     known_speakers: the speaker of each channel when the channel alone decides it (stereo by
     channel, a single speaker), so interim results can name it; None: the speaker is decided
     by voice when the utterance ends, interim results carry none, and an utterance is cut where
@@ -103,6 +105,7 @@ class Pipeline:
         feature_encoder=None,
         partial_every_s: float = 1.0,
         work_ahead: bool = True,
+        prepare_cuts: bool = True,
         known_speakers: tuple[Speaker, ...] | None = None,
         wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -121,6 +124,7 @@ class Pipeline:
         self.context = DialogueContext(context)
         self.partial_every_s = partial_every_s
         self.work_ahead = work_ahead
+        self.prepare_cuts = prepare_cuts
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, dict[tuple[int, int], Heard]] = {}  # channel -> {(id, samples): prepared}
@@ -183,9 +187,12 @@ class Pipeline:
 
     def _prepare_ending(self) -> None:
         """Prepare each utterance that is half-way through its hangover, every part of it where
-        it will be cut at a voice change (once per pause)."""
+        it will be cut at a voice change (once per pause); else the part a pending speaker-change
+        test would cut (once per tested pause)."""
         for segmenter in self.segmenters:
             ending = segmenter.ending()
+            if not ending and self.prepare_cuts:
+                ending = [u for u in [segmenter.cut_candidate()] if u is not None]
             if not ending:
                 continue
             cached = self._ahead.get(segmenter.channel, {})

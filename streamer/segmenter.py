@@ -17,7 +17,8 @@ once (it ends at its last voiced frame; the rest goes on as a new utterance, sta
 ``preroll_ms`` before its first voiced frame, marked ``voice_change``). Pauses that the
 utterance's end comes too soon after are tested when it is decided, with the audio there is.
 ``ending`` offers the parts as they will be decided, so work on them can start during the
-hangover; the tests it makes are kept for the decision.
+hangover; the tests it makes are kept for the decision. ``cut_candidate`` offers the part a
+pending test would cut, so work on it can start while the test waits for its lookahead.
 
 Defaults were chosen on espeak-ng dialogue (examples/) and 40 EmoDB sentences joined by 0.6-1.2 s
 gaps, clean and with white noise at -50/-40/-35 dBFS: mode 3 keeps turns apart when a noise
@@ -226,6 +227,19 @@ class Segmenter:
         ids = self._reserve(len(parts))
         return [self._utterance(self._frames[a:b], id, self._frames[-1].end, k > 0 or self._voice_change)
                 for k, ((a, b), id) in enumerate(zip(parts, ids))]
+
+    def cut_candidate(self) -> Utterance | None:
+        """The part before the next inner pause still to be tested, as ``feed`` returns it if the
+        voice turns out to change there (the same id and audio), so work on it can start during
+        the ``lookahead_s`` the test waits for; None without a speaker-change detector, while no
+        such pause has ended, or where too little of the part precedes the pause to be tested."""
+        if self.speaker_change is None or not self._frames:
+            return None
+        min_side = self._side_frames(self.speaker_change.config.min_side_s)
+        for a, _ in self._pauses(len(self._frames)):
+            if a >= self._tested and a >= min_side:
+                return self._utterance(self._frames[:a], self._reserve(1)[0], self._frames[-1].end, self._voice_change)
+        return None
 
     def flush(self) -> list[Utterance]:
         """End of stream: close the open utterance, if any."""

@@ -360,3 +360,28 @@ def test_ending_offers_the_last_part_as_it_is_decided(speak: Callable[..., np.nd
     assert len(found) == 2 and offered is not None
     assert offered.id == found[1].id > found[0].id
     assert np.array_equal(offered.audio, found[1].audio)
+
+
+@needs_campplus
+def test_cut_candidate_offers_each_part_before_its_speaker_change_is_decided(speak: Callable[..., np.ndarray]) -> None:
+    """cut_candidate(): while a pause waits for its test, the part before it (same id and audio
+    as the part the test then cuts), offered before that decision; None without a detector."""
+    audio, _ = mixed(speak, MIXED_TURNS, SHORT_PAUSES_S)
+    config = SegmenterConfig()
+    framer, segmenter = Framer(0, config.frame_ms), Segmenter(config, 0, speaker_change=SpeakerChangeDetector())
+    offered: dict[tuple[int, int], float] = {}  # (id, samples) -> stream time first offered
+    cut = []  # (part, stream time decided) for the parts decided while speech went on
+    for block in blocks_of(audio, block_n=480):
+        for frame in framer.feed(block):
+            cut += [(u, frame.end) for u in segmenter.feed(frame) if segmenter.in_progress() is not None]
+            candidate = segmenter.cut_candidate()
+            if candidate is not None:
+                offered.setdefault((candidate.id, len(candidate.audio)), frame.end)
+    assert cut, "no part was cut while the next voice spoke"
+    for part, decided in cut:
+        assert offered.get((part.id, len(part.audio)), decided) < decided - 0.5  # offered well before
+    framer, plain = Framer(0, config.frame_ms), Segmenter(config, 0)
+    for block in blocks_of(audio):
+        for frame in framer.feed(block):
+            plain.feed(frame)
+            assert plain.cut_candidate() is None

@@ -194,6 +194,9 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         await fail(ws, str(err), err.code)
         return ws
     stream = app[RECOGNIZER].stream(params.channels, params.sample_rate)
+    # No speculative work on speaker-change cuts: on cores shared by many streams it delays the
+    # others' results more than it saves (4 clients, 2 cores: p95 1.40 -> 1.60 s, docs/benchmarks.md).
+    stream.pipeline.prepare_cuts = False
     queue = AudioQueue(max_bytes=int(config.max_queued_s * params.bytes_per_s))
     reader = asyncio.create_task(read_audio(ws, queue, stream, params.bytes_per_s))
     worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR], params.partials))
