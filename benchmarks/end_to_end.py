@@ -174,7 +174,7 @@ def run_pipeline(spec: RunSpec, settings: Settings, recordings: dict[str, list[R
             latency += result.latency_ms
             delays += result.end_to_event_ms
             texts.append({"dialogue": rec.dialogue, "reference": scores[-1].reference, "hypothesis": scores[-1].hypothesis,
-                          "spans": [asdict(s) for s in result.spans]})
+                          "spans": [asdict(s) for s in result.spans], "latency_ms": result.latency_ms})
         figures = aggregate(scores, SCORED.labels)
         figures.update(
             latency_p50_ms=_pct(latency, 50), latency_p95_ms=_pct(latency, 95),
