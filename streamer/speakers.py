@@ -402,7 +402,7 @@ class EmbeddingClustering:
     TURN_TAKING_BONUS = 0.2  # cosine distance, at strict alternation
     ALTERNATION_BASE = 0.7  # share of consecutive utterances on opposite sides that earns nothing
     # The projected rule, chosen on the e2e dev voices and TurEV-DB (docs/benchmarks.md)
-    TIGHT_MIN_UTTERANCES = 4  # utterances in each group, at least
+    TIGHT_MIN_UTTERANCES = 3  # utterances in each group, at least (4 in round 4; dev, round 5)
     TIGHT_SPREAD = 0.16  # mean cosine distance to the group's direction, in either group, below this
     PROJECTED_DISTANCE = 0.1  # cosine distance between the groups' directions in the projected space ...
     PROJECTED_EVIDENCE = 0.1  # ... plus this / sqrt(seconds in the smaller group)
