@@ -190,14 +190,22 @@ def test_campplus_separates_two_espeak_voices(tmp_path: Path, voices: tuple[str,
 @needs_weights
 @needs_espeak
 def test_span_embeddings_of_one_pass_follow_the_voice_of_each_stretch(tmp_path: Path):
-    """embed_spans over the whole audio is embed(); over each voice of a two-voice mix, it is
-    nearer that voice (embedded alone) than the other."""
+    """embed_spans over the whole audio is embed() (of audio up to MAX_AUDIO_S; longer audio is
+    embedded from its central MAX_AUDIO_S); over each voice of a two-voice mix, it is nearer that
+    voice (embedded alone) than the other."""
+    from models.frontends.speaker import MAX_AUDIO_S
+
     male = synthesize("en-us", "Did you see the game last night?", tmp_path)
     female = synthesize("en-us+f3", "No, I was working late again.", tmp_path)
     mix = np.concatenate([male, np.zeros(SAMPLE_RATE // 10, np.float32), female])
     embedder = shared_embedder()
-    whole = embedder.embed_spans(mix, [(0.0, len(mix) / SAMPLE_RATE)])
-    assert whole.shape == (1, EMBEDDING_DIM) and np.allclose(whole[0], embedder.embed(mix), atol=1e-5)
+    limit = int(MAX_AUDIO_S * SAMPLE_RATE)
+    assert len(mix) > limit
+    short = mix[:limit]
+    whole = embedder.embed_spans(short, [(0.0, MAX_AUDIO_S)])
+    assert whole.shape == (1, EMBEDDING_DIM) and np.allclose(whole[0], embedder.embed(short), atol=1e-5)
+    centre = (len(mix) - limit) // 2
+    assert np.allclose(embedder.embed(mix), embedder.embed(mix[centre:centre + limit].copy()), atol=1e-6)
     edge = len(male) / SAMPLE_RATE
     spans = embedder.embed_spans(mix, [(0.0, edge), (edge + 0.1, len(mix) / SAMPLE_RATE)])
     alone = np.stack([embedder.embed(male), embedder.embed(female)])
