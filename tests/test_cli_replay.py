@@ -37,7 +37,7 @@ BOUNDARY_TOLERANCE_S = 0.3
 MAX_WER = 0.25
 SIGINT_WAIT_S = 10  # seconds; a heeded SIGINT ends the replay within ~2 s
 
-# What tiny.en (int8, beam 5, repetition penalty 1.1) writes for the turns whose words it gets all
+# What tiny.en (int8, beam 3, repetition penalty 1.1) writes for the turns whose words it gets all
 # right: by turn index.
 EXACT_TRANSCRIPTS = {
     1: "Oh, that is wonderful. I am so happy we finally did it!",

@@ -16,10 +16,10 @@ def test_config_toml_equals_the_built_in_defaults():
 
 def test_file_and_flag_overrides(tmp_path: Path):
     path = tmp_path / "c.toml"
-    path.write_text("[vad]\naggressiveness = 1\n[asr.decoding]\nbeam_size = 3\n")
+    path.write_text("[vad]\naggressiveness = 1\n[asr.decoding]\nbeam_size = 4\n")
     settings = load_settings(path).updated({"vad": {"hangover_ms": 300}, "asr": {"model": None}})
     assert settings.vad.aggressiveness == 1 and settings.vad.hangover_ms == 300
-    assert settings.asr.decoding.beam_size == 3 and settings.asr.model is None
+    assert settings.asr.decoding.beam_size == 4 and settings.asr.model is None
     assert settings.to_dict()["vad"]["aggressiveness"] == 1
 
 

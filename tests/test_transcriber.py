@@ -65,7 +65,7 @@ def test_default_decoding_does_not_loop(encoder, text, voice, rate, pitch):
 @pytest.mark.slow
 @needs_espeak
 def test_without_the_penalty_the_same_audio_loops(encoder):
-    """The control: the loop is real (greedy, no penalty), and the default decoding (beam 5,
+    """The control: the loop is real (greedy, no penalty), and the default decoding (beam 3,
     penalty 1.1), not the audio, removes it."""
     from benchmarks.dialogues import synthesise
     from streamer.transcriber import Transcriber
