@@ -67,7 +67,7 @@ def main() -> None:
     sets.update({f"asr-{f.stem}": ("written", f) for f in sorted(args.asr_text.glob("*.jsonl"))})
     args.work.mkdir(parents=True, exist_ok=True)
     table: dict[float, dict[str, dict]] = {}
-    for weight in (float(w) for w in args.weights.split(",")):
+    for weight in sorted({1.0, *(float(w) for w in args.weights.split(","))}, reverse=True):  # 1 = as trained
         path = args.work / f"w{weight}.pt"
         checkpoint.with_network(context_weight=weight).save(path)
         table[weight] = {name: {"context": figures(path, ds, data, None), "context 1": figures(path, ds, data, 1)}
@@ -77,7 +77,7 @@ def main() -> None:
         print(f"w {weight:.2f}: " + "  ".join(
             f"{n} {r['context']['ua']:.3f}/{r['context']['wf1']:.3f} (c1 {r['context 1']['ua']:.3f}/{r['context 1']['wf1']:.3f})"
             for n, r in row.items()), file=sys.stderr, flush=True)
-    trained = table[max(table)]["iemocap"]["context"]["wf1"]
+    trained = table[1.0]["iemocap"]["context"]["wf1"]
     allowed = {w: r for w, r in table.items() if r["iemocap"]["context"]["wf1"] >= trained - args.iemocap_guard}
     mean = {w: sum(x["context"]["ua"] for x in r.values()) / len(r) for w, r in allowed.items()}
     best = max(mean, key=mean.get)

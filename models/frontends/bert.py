@@ -1,9 +1,9 @@
 """A BERT encoder for sentence embeddings, in plain torch: MiniLM-L6's network without ``transformers``.
 
 Why our own: importing ``transformers``' BERT costs 2.5-2.8 s of CPU (it pulls in torch's
-compiler and distributed packages), paid before every ``batch`` worker and every cold start, and
-its per-call overhead made a one-sentence MiniLM pass ~19 ms where the arithmetic needs ~4 ms
-(docs/benchmarks.md, "Text encoder per utterance"). The network is small and standard; the
+compiler and distributed packages), paid before every ``batch`` worker and every cold start; a
+one-sentence MiniLM pass also took 12.0 ms through it and takes 10.3 ms here, on 1 thread of a
+busy machine (docs/benchmarks.md, "Text encoder per utterance"). The network is small and standard; the
 parameter names are ``transformers.BertModel``'s, so the released ``model.safetensors`` and the
 tuned-layer files of ``emostream tune-text`` load unchanged, and a test checks the outputs
 against ``transformers`` on the same weights.
@@ -117,7 +117,6 @@ class BertEncoder(nn.Module):
             raise ValueError("BertEncoder covers BERT with GELU and absolute positions")
         dim, eps = config["hidden_size"], config.get("layer_norm_eps", 1e-12)
         dropout = config.get("hidden_dropout_prob", 0.1)
-        self.dim = dim
         self.embeddings = BertEmbeddings(config["vocab_size"], dim, config["max_position_embeddings"],
                                          config.get("type_vocab_size", 2), eps, dropout)
         self.encoder = LayerStack([
@@ -139,10 +138,6 @@ class BertEncoder(nn.Module):
             raise ValueError(f"{model_dir}: weights lack {', '.join(missing[:3])}")
         network.load_state_dict({k: tensors[k] for k in own})  # the pooler and position ids are not used
         return network.eval()
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.encoder.layer)
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """The states entering layer ``upto`` (default: after the last layer), [B, L, D]."""
