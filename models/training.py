@@ -16,10 +16,11 @@ has both modalities.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -61,6 +62,7 @@ class Corpus:
     audio_train: list[Window]  # single-clip audio windows usable for pseudo-pairs
     counts: dict[str, dict[str, int]]
     spoken_rows: dict[int, int]  # text row -> row of its spoken form, where that differs
+    heard_rows: dict[int, int] = field(default_factory=dict)  # text row -> row of what the pipeline heard of it
 
 
 def spoken_form(text: str) -> str:
@@ -71,6 +73,35 @@ def spoken_form(text: str) -> str:
     3 scored UA .756 on the written dev dialogues and .690 on the same text without "!".
     """
     return re.sub(r"[!?]*![!?]*", lambda m: "?" if "?" in m.group() else ".", text)
+
+
+def load_heard(path: Path) -> dict[str, dict[str, str]]:
+    """What the pipeline heard of training turns (``scripts/heard_text.py``'s JSONL): dataset name ->
+    sample id -> transcript. Turns Whisper heard nothing of are left out (their text stays)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise UserError(f"heard_text_file {path}: {err.strerror}") from None
+    heard: dict[str, dict[str, str]] = {}
+    for row in map(json.loads, lines):
+        if row["heard"].strip():
+            heard.setdefault(row["dataset"], {})[row["id"]] = row["heard"]
+    return heard
+
+
+def add_forms(samples: Sequence[Sample], rows: Sequence[int], forms: dict[str, str], encoder,
+              text_parts: list[np.ndarray], n_text: int, alternative: dict[int, int]) -> int:
+    """Embed the other form of each sample's text (``forms``: sample id -> text) where it differs
+    from the text, append the embeddings to ``text_parts`` (rows from ``n_text`` on), record
+    text row -> row of the other form in ``alternative``, and return the new row count."""
+    from .features import text_matrix
+
+    other = [(row, replace(s, text=forms[s.id])) for row, s in zip(rows, samples)
+             if s.id in forms and forms[s.id] != (s.text or "")]
+    if other:
+        text_parts.append(text_matrix([s for _, s in other], encoder))
+        alternative.update({row: n_text + j for j, (row, _) in enumerate(other)})
+    return n_text + len(other)
 
 
 def in_split(sample: Sample, names: Sequence[str]) -> bool:
@@ -103,6 +134,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     valid_sets: dict[str, LabelSet] = {}
     counts: dict[str, dict[str, int]] = {}
     spoken_rows: dict[int, int] = {}
+    heard_rows: dict[int, int] = {}
+    heard = load_heard(Path(config.heard_text_file)) if config.heard_text else {}
     for spec in config.datasets:
         samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
         if not spec.valid_speakers:  # text corpora: only what is trained or validated on
@@ -114,12 +147,11 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             text_rows = list(range(n_text, n_text + len(samples)))
             n_text += len(samples)
             if config.spoken_text:
-                forms = ((row, s, spoken_form(s.text or "")) for row, s in zip(text_rows, samples))
-                spoken = [(row, replace(s, text=said)) for row, s, said in forms if said != (s.text or "")]
-                if spoken:
-                    text_parts.append(text_matrix([s for _, s in spoken], frontends["text"]))
-                    spoken_rows.update({row: n_text + j for j, (row, _) in enumerate(spoken)})
-                    n_text += len(spoken)
+                said = {s.id: spoken_form(s.text or "") for s in samples}
+                n_text = add_forms(samples, text_rows, said, frontends["text"], text_parts, n_text, spoken_rows)
+            if config.heard_text:
+                n_text = add_forms(samples, text_rows, heard.get(spec.name, {}), frontends["text"], text_parts,
+                                   n_text, heard_rows)
         if spec.modality in ("audio", "both"):
             audio_parts.append(audio_matrix(samples, frontends["audio"]))
             audio_rows = list(range(n_audio, n_audio + len(samples)))
@@ -165,7 +197,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
         train=train, epoch_sizes={d.name: d.epoch_size or config.corpus_epoch_size for d in config.datasets},
         valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
-        spoken_rows=spoken_rows,
+        spoken_rows=spoken_rows, heard_rows=heard_rows,
     )
 
 
@@ -186,8 +218,9 @@ def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) ->
 
 def speak_windows(windows: Sequence[Window], spoken_rows: dict[int, int], p: float,
                   rng: random.Random) -> list[Window]:
-    """With probability p, a window's texts in their spoken form (:func:`spoken_form`), all of
-    them at once, as the runtime's transcripts of one conversation would be."""
+    """With probability p, a window's texts in another form (``spoken_rows``: text row -> row of
+    that form; the spoken form of :func:`spoken_form`, or what the pipeline heard), all of them at
+    once, as the runtime's transcripts of one conversation would be."""
     if p <= 0 or not spoken_rows:  # draws nothing: runs without it stay reproducible
         return list(windows)
     return [replace(w, text_rows=tuple(spoken_rows.get(r, r) for r in w.text_rows)) if rng.random() < p else w
@@ -296,6 +329,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
         network.train()
         windows = truncate_context(epoch_windows(corpus, rng, config.shift_boost), config.context_truncation, rng)
         windows = speak_windows(windows, corpus.spoken_rows, config.spoken_text, rng)
+        windows = speak_windows(windows, corpus.heard_rows, config.heard_text, rng)
         if config.pseudo_pairs:
             windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
         rng.shuffle(windows)
@@ -350,7 +384,9 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "corpus_epoch_size": config.corpus_epoch_size, "utterance_loss": config.utterance_loss,
             "init_from": config.init_from,
             "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation,
-            "shift_boost": config.shift_boost, "spoken_text": config.spoken_text},
+            "shift_boost": config.shift_boost, "spoken_text": config.spoken_text,
+            "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
+            "heard_turns": len(corpus.heard_rows)},
             "best_valid_uwf1": round(best, 4), "history": history,
             "parameters": count_parameters(network),
         },

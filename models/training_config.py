@@ -62,6 +62,8 @@ class TrainConfig:
     context_truncation: float = 0.0  # probability of cutting a window's context to a random length
     shift_boost: int = 0  # emotion-change targets enter each epoch's draw 1 + shift_boost times
     spoken_text: float = 0.0  # probability of a window's texts in their spoken form (no "!")
+    heard_text: float = 0.0  # probability of a window's texts as the pipeline heard them (heard_text_file)
+    heard_text_file: str = ""  # scripts/heard_text.py's JSONL: transcripts of rendered training turns
     pseudo_pairs: bool = False
     epochs: int = 30
     batch_size: int = 64
@@ -81,9 +83,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("modality_dropout", "context_truncation", "spoken_text"):
+        for name in ("modality_dropout", "context_truncation", "spoken_text", "heard_text"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.heard_text and not self.heard_text_file:
+            raise UserError("heard_text needs heard_text_file (scripts/heard_text.py's output)")
         if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
 

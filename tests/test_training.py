@@ -273,3 +273,31 @@ def test_spoken_form_drops_exclamation_marks_and_speak_windows_swaps_whole_windo
     spoken = speak_windows(windows, spoken_rows, 1.0, random.Random(0))
     assert [w.text_rows for w in spoken] == [(0,), (0, 11), (0, 11, 2), (0, 11, 2, 13)]
     assert [w.label for w in spoken] == [w.label for w in windows]
+
+
+def test_heard_text_rows_point_at_the_transcripts_of_rendered_turns(tmp_path, monkeypatch):
+    """build_corpus embeds what the pipeline heard (scripts/heard_text.py's JSONL) as extra rows;
+    turns heard as nothing, heard as written, or never rendered keep their own row only."""
+    import dataclasses
+
+    from models.data import load_dataset
+    from models.training import build_corpus
+
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    config = _tiny_config(tmp_path)
+    samples = load_dataset("iemocap-text", config.datasets[0].path, keep_unlabelled=True).samples
+    train = [s for s in samples if s.split == Split.TRAIN]
+    heard = {train[0].id: "hate it when it rains", train[1].id: "", train[2].id: train[2].text,
+             train[3].id: "sorry about that"}
+    path = tmp_path / "heard.jsonl"
+    path.write_text("".join(json.dumps({"dataset": "iemocap-text", "id": i, "heard": h}) + "\n" for i, h in heard.items()))
+    with pytest.raises(UserError, match="heard_text_file"):
+        dataclasses.replace(config, heard_text=0.5)
+    config = dataclasses.replace(config, heard_text=0.5, heard_text_file=str(path))
+    frontend = _TextFrontend(8, "fake-text")
+    corpus = build_corpus(config, 4, {"text": frontend})
+    valid = [s for s in samples if s.split == Split.VALID]
+    rows = {s.id: i for i, s in enumerate(train + valid)}  # the corpus's own rows: train, then valid
+    assert set(corpus.heard_rows) == {rows[train[0].id], rows[train[3].id]}
+    heard_table = corpus.text_table[[corpus.heard_rows[rows[train[0].id]], corpus.heard_rows[rows[train[3].id]]]]
+    assert heard_table.argmax(1).tolist() == [3, 2]  # the cue words of the heard texts: hate, sorry
