@@ -66,7 +66,9 @@ class Utterance:
     audio: float32 [n_samples] at 16 kHz; start/end: seconds of the stream;
     decided_at: stream time at which end-of-speech was decided (end + hangover), seconds;
     voice_change: the segmenter cut it from the utterance before it, where it heard the voice
-    change (``streamer.speaker_change``), so the two are likely different speakers.
+    change (``streamer.speaker_change``), so the two are likely different speakers;
+    one_voice: (start, end) stream seconds of stretches inside it in which the speaker-change
+    test heard one voice (whose CAM++ pass the voice print may reuse, ``streamer.speakers``).
     """
 
     id: int
@@ -76,6 +78,7 @@ class Utterance:
     audio: np.ndarray = field(repr=False)
     decided_at: float
     voice_change: bool = False
+    one_voice: tuple[tuple[float, float], ...] = ()
 
     @property
     def duration(self) -> float:

@@ -175,6 +175,7 @@ class Segmenter:
         self._checked = 0  # pauses ending up to this frame of self._frames have had their chance (_look)
         self._voice_change = False  # the open utterance was cut from the one before at a voice change
         self._decisions: dict[tuple[float, int, int, int], bool] = {}  # speaker-change tests, see _changed
+        self._one_voice: list[tuple[float, float]] = []  # stream seconds of the tested stretches that did not change
 
     def feed(self, frame: Frame) -> list[Utterance]:
         if frame.channel != self.channel:
@@ -277,6 +278,7 @@ class Segmenter:
         self._drop(upto)
         self._reserved, self._tested, self._checked, self._voice_change = [], 0, 0, False
         self._decisions.clear()
+        self._one_voice.clear()
         return utterances
 
     def _look(self, decided_at: float) -> list[Utterance]:
@@ -331,7 +333,8 @@ class Segmenter:
         """Whether the voice changes at the pause frames[a:b] of the part that starts at frame
         ``start``: False with less than ``min_side_s`` before it, else the detector's answer on
         frames[max(start, a - window):end]. Kept until the utterance is decided (``ending``
-        asks before the decision; the decision then finds the answer)."""
+        asks before the decision; the decision then finds the answer), and where the voice did not
+        change, the stretch is noted for the parts that hold it (``Utterance.one_voice``)."""
         config = self.speaker_change.config
         if a - start < self._side_frames(config.min_side_s):
             return False
@@ -341,6 +344,8 @@ class Segmenter:
             audio = frames_audio(self._frames[first:end])
             n = len(self._frames[0].pcm)
             self._decisions[key] = self.speaker_change.changed(audio, ((a - first) * n, (b - first) * n))
+            if not self._decisions[key]:
+                self._one_voice.append((self._frames[first].start, self._frames[end - 1].end))
         return self._decisions[key]
 
     def _pauses(self, upto: int) -> list[tuple[int, int]]:
@@ -379,9 +384,11 @@ class Segmenter:
         return self._reserved[:n]
 
     def _utterance(self, frames: list[Frame], id: int, decided_at: float, voice_change: bool = False) -> Utterance:
+        start, end = frames[0].start, frames[-1].end
         return Utterance(
-            id=id, channel=self.channel, start=frames[0].start, end=frames[-1].end,
+            id=id, channel=self.channel, start=start, end=end,
             audio=frames_audio(frames), decided_at=decided_at, voice_change=voice_change,
+            one_voice=tuple(s for s in self._one_voice if start <= s[0] and s[1] <= end),
         )
 
 

@@ -346,6 +346,24 @@ def test_one_voice_is_not_cut_at_its_own_pauses(speak: Callable[..., np.ndarray]
 
 
 @needs_campplus
+def test_a_voice_print_reuses_a_stretch_the_change_test_embedded(speak: Callable[..., np.ndarray]) -> None:
+    """The stretches the speaker-change test heard one voice in are noted on the utterance, and its
+    voice print takes one of them: the network pass is reused, not run again."""
+    from models.frontends.speaker import SpeakerEmbedder
+    from streamer.speakers import print_audio
+
+    embedder = SpeakerEmbedder()
+    audio, _ = mixed(speak, [("en-us", text) for _, text in MIXED_TURNS], SHORT_PAUSES_S)
+    found = segment_with_change(audio, SpeakerChangeDetector(embed_spans=embedder.embed_spans))
+    longest = max(found, key=lambda u: u.duration)
+    assert longest.duration > 5 and len(longest.one_voice) >= 2
+    assert all(longest.start <= a < b <= longest.end for a, b in longest.one_voice)
+    passes = len(embedder._recent)
+    embedder.embed(print_audio(longest))
+    assert len(embedder._recent) == passes  # served from a kept pass
+
+
+@needs_campplus
 def test_ending_offers_the_last_part_as_it_is_decided(speak: Callable[..., np.ndarray]) -> None:
     """With a speaker change, ending() shows the last part (same id and audio as decided), and the
     earlier parts come with it, with smaller ids."""

@@ -190,22 +190,15 @@ def test_campplus_separates_two_espeak_voices(tmp_path: Path, voices: tuple[str,
 @needs_weights
 @needs_espeak
 def test_span_embeddings_of_one_pass_follow_the_voice_of_each_stretch(tmp_path: Path):
-    """embed_spans over the whole audio is embed() (of audio up to MAX_AUDIO_S; longer audio is
-    embedded from its central MAX_AUDIO_S); over each voice of a two-voice mix, it is nearer that
-    voice (embedded alone) than the other."""
-    from models.frontends.speaker import MAX_AUDIO_S
-
+    """embed_spans over the whole audio is embed() of it; over each voice of a two-voice mix, it
+    is nearer that voice (embedded alone) than the other."""
     male = synthesize("en-us", "Did you see the game last night?", tmp_path)
     female = synthesize("en-us+f3", "No, I was working late again.", tmp_path)
     mix = np.concatenate([male, np.zeros(SAMPLE_RATE // 10, np.float32), female])
     embedder = shared_embedder()
-    limit = int(MAX_AUDIO_S * SAMPLE_RATE)
-    assert len(mix) > limit
-    short = mix[:limit]
-    whole = embedder.embed_spans(short, [(0.0, MAX_AUDIO_S)])
+    short = mix[: int(2.5 * SAMPLE_RATE)]
+    whole = embedder.embed_spans(short, [(0.0, 2.5)])
     assert whole.shape == (1, EMBEDDING_DIM) and np.allclose(whole[0], embedder.embed(short), atol=1e-5)
-    centre = (len(mix) - limit) // 2
-    assert np.allclose(embedder.embed(mix), embedder.embed(mix[centre:centre + limit].copy()), atol=1e-6)
     edge = len(male) / SAMPLE_RATE
     spans = embedder.embed_spans(mix, [(0.0, edge), (edge + 0.1, len(mix) / SAMPLE_RATE)])
     alone = np.stack([embedder.embed(male), embedder.embed(female)])
@@ -215,19 +208,39 @@ def test_span_embeddings_of_one_pass_follow_the_voice_of_each_stretch(tmp_path: 
 
 @needs_weights
 def test_a_second_look_at_the_same_audio_reuses_the_pass_and_gives_the_same_print():
-    """embed() after embed_spans() of equal audio (an utterance the speaker-change detector did
-    not cut) pools the kept states: bit for bit the print of a fresh pass. Other audio is not
-    served from the kept pass."""
-    from models.frontends.speaker import SpeakerEmbedder
+    """embed() after embed_spans() of equal audio (a stretch the speaker-change detector looked
+    at, embedded again as a voice print) pools the kept states: bit for bit the print of a fresh
+    pass. Other audio is not served from a kept pass; the oldest passes are forgotten."""
+    from models.frontends.speaker import RECENT_PASSES, SpeakerEmbedder
 
     rng = np.random.default_rng(0)
     first, second = (rng.standard_normal(2 * SAMPLE_RATE).astype(np.float32) * 0.1 for _ in range(2))
     fresh = [SpeakerEmbedder().embed(audio) for audio in (first, second)]
     embedder = SpeakerEmbedder()
     embedder.embed_spans(first, [(0.0, 1.0), (1.0, 2.0)])
-    kept = embedder._last
-    assert np.array_equal(embedder.embed(first.copy()), fresh[0]) and embedder._last is kept  # reused
-    assert np.array_equal(embedder.embed(second), fresh[1]) and embedder._last is not kept
+    kept = embedder._states(first)
+    assert np.array_equal(embedder.embed(first.copy()), fresh[0]) and embedder._states(first.copy()) is kept
+    assert np.array_equal(embedder.embed(second), fresh[1]) and embedder._states(second) is not kept
+    for k in range(RECENT_PASSES):
+        embedder.embed(rng.standard_normal(SAMPLE_RATE // 2).astype(np.float32) * 0.1)
+    assert embedder._states(first) is not kept  # forgotten, computed again
+
+
+def test_a_voice_print_reuses_the_one_voice_stretch_nearest_the_centre():
+    """print_audio: all of a short utterance; of a long one, the one-voice stretch (>= 2 s)
+    nearest its centre, sample for sample; without one, the central 2.5 s."""
+    from streamer.speakers import PRINT_S, print_audio
+
+    audio = np.arange(6 * SAMPLE_RATE, dtype=np.float32)
+    def utterance(n: int, one_voice=()) -> Utterance:
+        return Utterance(id=0, channel=0, start=10.0, end=10.0 + n / SAMPLE_RATE, audio=audio[:n],
+                         decided_at=11.0, one_voice=one_voice)
+
+    assert len(print_audio(utterance(2 * SAMPLE_RATE, ((10.0, 12.0),)))) == 2 * SAMPLE_RATE
+    central = print_audio(utterance(len(audio), ((10.0, 11.5),)))  # too short a stretch
+    assert len(central) == PRINT_S * SAMPLE_RATE and central[0] == (len(audio) - len(central)) // 2
+    chosen = print_audio(utterance(len(audio), ((10.0, 12.6), (12.0, 14.7), (13.3, 16.0))))
+    assert chosen[0] == 2 * SAMPLE_RATE and len(chosen) == round(2.7 * SAMPLE_RATE)
 
 
 @needs_weights

@@ -28,6 +28,8 @@ computed by ``kaldi-native-fbank``.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import kaldi_native_fbank as knf
@@ -49,7 +51,7 @@ PROJECTION = Path(__file__).resolve().parents[1] / "checkpoints" / "campplus_voi
 N_MELS = 80
 EMBEDDING_DIM = 192
 MIN_AUDIO_S = 0.5  # shorter utterances are tiled (repeated) up to this length before the fbank
-MAX_AUDIO_S = 2.5  # ``embed`` looks at the central MAX_AUDIO_S of longer audio (see there)
+RECENT_PASSES = 16  # network passes kept for reuse (``SpeakerEmbedder._states``), 256 KB per 2.5 s
 SEGMENT_FRAMES = 100  # CAM's local context: means over 100-frame segments (at the TDNN's 20 ms hop)
 STATE_HOP_S = 0.02  # the frame-level states' hop: 10 ms fbank frames, strided 2 by the first TDNN
 STATE_OFFSET_S = 0.0125  # centre of state 0: the 25 ms fbank window of frame 0
@@ -319,41 +321,40 @@ class SpeakerEmbedder:
         self.network.eval()
         with safe_open(weights, "pt") as f:
             self.metadata = f.metadata() or {}
-        self._last: tuple[bytes, torch.Tensor] | None = None  # (digest of the audio, its states)
+        self._recent: OrderedDict[bytes, torch.Tensor] = OrderedDict()  # digest of the audio -> its states
+        self._lock = threading.Lock()  # pipelines on several threads may share this embedder
 
     def _states(self, audio: np.ndarray) -> torch.Tensor:
         """Frame-level states [1, 512, T'] of float32 audio [n_samples]: one network pass, kept
-        for the next call.
+        among the RECENT_PASSES latest for calls with equal audio.
 
-        An utterance that the speaker-change detector looked at and did not cut is embedded
-        again as a whole for its voice print; that second look reuses the first pass (47 of 205
-        passes over the batch benchmark's 16 dialogues; CAM++ is the costliest stage of a batch,
-        docs/benchmarks.md "Batch"). Keyed by the audio's content, so pipelines on other threads
-        sharing this embedder only ever get the states of equal audio (the slot is replaced,
-        never mutated)."""
+        The speaker-change detector embeds stretches of an utterance; its voice print then embeds
+        one of them again (``streamer.speakers.print_audio``) and reuses the pass. CAM++ is the
+        costliest stage of a batch (docs/benchmarks.md "Batch"). Keyed by the audio's content, so
+        pipelines on other threads sharing this embedder only ever get the states of equal audio.
+        """
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         digest = hashlib.blake2b(audio.tobytes(), digest_size=16).digest()
-        last = self._last
-        if last is not None and last[0] == digest:
-            return last[1]
+        with self._lock:
+            states = self._recent.get(digest)
+            if states is not None:
+                self._recent.move_to_end(digest)
+                return states
         feats = torch.from_numpy(fbank(audio)).unsqueeze(0)  # [1, T, 80]
         states = self.network.xvector.frames(self.network.head(feats))  # [1, 512, T']
-        self._last = (digest, states)
+        with self._lock:
+            self._recent[digest] = states
+            while len(self._recent) > RECENT_PASSES:
+                self._recent.popitem(last=False)
         return states
 
     @torch.inference_mode()
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """float32 audio [n_samples] at 16 kHz -> float64 embedding [192], L2-normalised.
 
-        Audio longer than MAX_AUDIO_S is embedded from its central MAX_AUDIO_S: a voice is told
-        from 2.5 s about as well as from 12 (speaker accuracy on the dev dialogues: whole 0.85,
-        central 3 s 0.85 / 0.86, 2.5 s 0.86 / 0.87, everyday / MELD), and the pass costs ~20 ms
-        per second of audio (the batch benchmark's voice prints: 528 s of audio whole, 332 s at 3 s).
+        The whole audio is embedded: the caller chooses how much (a pass costs ~20 ms per second
+        of audio; voice prints take at most about 2.5 s, ``streamer.speakers.print_audio``).
         """
-        limit = int(MAX_AUDIO_S * SAMPLE_RATE)
-        if len(audio) > limit:
-            start = (len(audio) - limit) // 2
-            audio = audio[start : start + limit]
         embedding = self.network.xvector.pool(self._states(audio))[0].double().numpy()  # = network(fbank)
         return embedding / max(np.linalg.norm(embedding), 1e-12)
 
