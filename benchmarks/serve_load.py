@@ -10,7 +10,9 @@ Measured per client: the record sequence (``session``, ``utterance`` …, ``summ
 1000), and per utterance the **server latency**: wall time from sending the frame that holds the
 utterance's end-of-speech decision point (``end`` + the VAD's hangover, the earliest the server
 can decide) to receiving the utterance. Over all clients: segmentation recall and WER against the
-truth (``benchmarks/e2e_metrics.py``, the end-to-end benchmark's definitions).
+truth (``benchmarks/e2e_metrics.py``, the end-to-end benchmark's definitions). The JSON's
+``per_utterance`` lists each utterance's end (stream s), server latency (s) and ``pipeline_ms``
+(the event's own ``latency_ms``: from the decision to the event, the wait for a worker excluded).
 
 ``--decisions`` starts no server: it runs the same recordings through the segmenter alone (the
 serve defaults, mono voice attribution: with the speaker-change split) and reports, per
@@ -181,7 +183,7 @@ def main() -> int:
     p.add_argument("--sets", default="everyday,iemocap,meld", help="benchmarks/dialogues.py sets to draw from")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--frame-ms", type=int, default=100, help="audio per WebSocket frame")
-    p.add_argument("--workers", type=int, default=1, help="emostream serve --workers")
+    p.add_argument("--workers", type=int, default=2, help="emostream serve --workers")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "serving" / "load.json")
     p.add_argument("--decisions", action="store_true", help="no server: stream seconds from speech end to decision")
     args = p.parse_args()
@@ -221,9 +223,12 @@ def main() -> int:
     server_cpu_s = children_cpu_s() - cpu_before  # model loading included
 
     hangover_s = load_settings().vad.hangover_ms / 1000
-    latencies, scores = [], []
-    for res in results:
-        latencies += server_latencies(res, hangover_s, frame_s)
+    latencies, scores, per_utterance = [], [], []
+    for i, res in enumerate(results):
+        client = server_latencies(res, hangover_s, frame_s)
+        latencies += client
+        per_utterance += [{"client": i, "end": round(r["end"], 2), "latency_s": round(latency, 3),
+                           "pipeline_ms": round(r["latency_ms"])} for (_, r), latency in zip(res.utterances, client)]
         utterances = [r for _, r in res.utterances]
         model_set = LabelSet("model", tuple(utterances[0]["model"]["labels"].split(","))) if utterances else SCORED
         emotions = folded_labels([u["emotions"] for u in utterances], model_set)
@@ -248,7 +253,7 @@ def main() -> int:
         "audio_s": round(sum(r.duration for r in recordings), 1),
         "load_average_before": load_before, "load_average_after": load_after, "cpus": os.cpu_count(),
     }
-    args.out.write_text(json.dumps(report, indent=1))
+    args.out.write_text(json.dumps(report | {"per_utterance": per_utterance}, indent=1))
     print(json.dumps(report, indent=1))
     return 0 if report["all_sequences_ok"] else 1
 

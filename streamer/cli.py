@@ -267,9 +267,9 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
-    serve.add_argument("--workers", type=_positive_int, default=1,
-                       help="pipeline jobs run at once, whatever the number of streams (default 1: Whisper "
-                            "already uses two cores)")
+    serve.add_argument("--workers", type=_positive_int, default=2,
+                       help="pipeline jobs run at once, whatever the number of streams (default 2: one job's "
+                            "speaker and text models run beside another's Whisper)")
     serve.add_argument("--max-streams", type=_positive_int, default=16, help="concurrent streams; more are refused (1013)")
     _add_settings_options(serve)
     serve.set_defaults(run=run_serve)

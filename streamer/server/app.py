@@ -27,6 +27,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
@@ -60,13 +61,20 @@ class CloseCode(IntEnum):
 class ServerConfig:
     """Limits of the server.
 
-    workers: pipeline jobs run at once (threads sharing the models; Whisper already uses both
-    cores of a 2-core machine). max_streams: concurrent WebSocket streams. max_queued_s: seconds of
+    workers: pipeline jobs run at once (threads sharing the models). Two on two cores: one job's
+    CAM++ and text model run on one core while another job's Whisper decodes (4 clients:
+    p95 1.34-1.41 s against 1.44 s with one worker, docs/benchmarks.md "Serving and batch").
+    prepare_cuts_streams: while at most this many streams are open, each prepares the part a
+    pending speaker-change test would cut (``Pipeline.prepare_cuts``): work that is wasted where
+    the voice goes on, and that saves the wait for it where it changes (4 clients, 2 workers:
+    p95 1.19-1.21 s instead of 1.34-1.41 s, at 35 % more CPU); 0 never.
+    max_streams: concurrent WebSocket streams. max_queued_s: seconds of
     audio that may wait per stream before the server stops reading it. max_frame_bytes: largest
     WebSocket message accepted (aiohttp closes with 1009 above it).
     """
 
-    workers: int = 1
+    workers: int = 2
+    prepare_cuts_streams: int = 4
     max_streams: int = 16
     max_queued_s: float = 5.0
     max_frame_bytes: int = 1 << 20
@@ -194,12 +202,10 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         await fail(ws, str(err), err.code)
         return ws
     stream = app[RECOGNIZER].stream(params.channels, params.sample_rate)
-    # No speculative work on speaker-change cuts: on cores shared by many streams it delays the
-    # others' results more than it saves (4 clients, 2 cores: p95 1.40 -> 1.60 s, docs/benchmarks.md).
-    stream.pipeline.prepare_cuts = False
     queue = AudioQueue(max_bytes=int(config.max_queued_s * params.bytes_per_s))
     reader = asyncio.create_task(read_audio(ws, queue, stream, params.bytes_per_s))
-    worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR], params.partials))
+    worker = asyncio.create_task(run_stream(ws, stream, queue, app[EXECUTOR], params.partials,
+                                            lambda: len(app[STREAMS]) <= config.prepare_cuts_streams))
     app[STREAMS].add(worker)
     log.info("stream from %s: %s", request.remote, params)
     try:
@@ -260,10 +266,13 @@ def is_end(text: str) -> bool:
 
 
 async def run_stream(ws: web.WebSocketResponse, stream: Stream, queue: AudioQueue,
-                     executor: ThreadPoolExecutor, partials: bool = False) -> tuple[CloseCode, str]:
+                     executor: ThreadPoolExecutor, partials: bool = False,
+                     prepare_cuts: Callable[[], bool] = lambda: True) -> tuple[CloseCode, str]:
     """Score the stream's audio in order and send its records up to the summary.
 
     partials: after each job, poll interim results when no audio is waiting (the stream keeps up).
+    prepare_cuts: asked before each job, whether the pipeline prepares speaker-change cuts ahead
+    (``ServerConfig.prepare_cuts_streams``); the events are the same either way.
     Returns the close code and reason: 1000 after the summary, 1011 when the pipeline failed.
     """
     loop = asyncio.get_running_loop()
@@ -272,6 +281,7 @@ async def run_stream(ws: web.WebSocketResponse, stream: Stream, queue: AudioQueu
         ended = False
         while not ended:
             data, ended = await queue.take()
+            stream.pipeline.prepare_cuts = prepare_cuts()
             events = await loop.run_in_executor(executor, stream.feed_pcm16, data) if data else []
             if ended:
                 events += await loop.run_in_executor(executor, stream.close)
