@@ -69,7 +69,7 @@ def test_listen_hears_the_played_dialogue_also_while_loading(
     assert records[-1]["utterances"] == len(events)
     assert records[-1]["duration_s"] == pytest.approx(MAX_SECONDS, abs=0.2)
     heard = " ".join(e["text"] for e in events).lower()
-    for word in ("sarah", "results", "wonderful", "finally", "failed", "sorry"):
+    for word in ("sarah", "result", "wonderful", "finally", "failed", "sorry"):  # "lab result(s)": beam search hears either
         assert word in heard, heard
     assert all(0 <= e["start"] < e["end"] <= MAX_SECONDS for e in events)
     # Stream time follows the device's sample clock: turn gaps as in the file, whatever the latency.
