@@ -268,16 +268,17 @@ class FusionNetwork(nn.Module):
             gate = torch.where(gate < self.config.gate_threshold, 0.0, gate)
         return gate
 
-    def states(self, batch: FusionBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def states(self, batch: FusionBatch, gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Every position's states. Returns (audio_in, text_in, audio, text), each [B, T, D]:
         the projected inputs (before speaker/position embeddings and mixing; audio after the
-        gate) and the mixer's normalised outputs."""
+        gate) and the mixer's normalised outputs. gate: ``self.gate(batch)`` when the caller
+        has it already."""
         B, T, _ = batch.audio.shape
         if T > self.config.max_context:
             raise ValueError(f"window of {T} utterances exceeds max_context={self.config.max_context}")
         audio_in = self.audio_in(batch.audio, batch.audio_present & batch.valid)  # [B, T, D]
         text_in = self.text_in(batch.text, batch.text_present & batch.valid)      # [B, T, D]
-        gate = self.gate(batch)                                                   # [B, T, 1]
+        gate = self.gate(batch) if gate is None else gate                        # [B, T, 1]
         if gate is not None:  # g = 0: as if the audio were missing
             audio_in = gate * audio_in + (1 - gate) * self.audio_in.placeholder
         distance = torch.arange(T - 1, -1, -1, device=batch.audio.device)       # [T], 0 at target
@@ -299,7 +300,8 @@ class FusionNetwork(nn.Module):
         return self.classifier(pooled)
 
     def forward(self, batch: FusionBatch) -> FusionOutput:
-        audio_in, text_in, audio, text = self.states(batch)
+        gate = self.gate(batch)
+        audio_in, text_in, audio, text = self.states(batch, gate)
         logits = self.classify(audio[:, -1], text[:, -1])                        # [B, C]
         utterance = None
         if self.utterance is not None:
@@ -308,7 +310,6 @@ class FusionNetwork(nn.Module):
             logits = weight * logits + utterance
         if len(self.prior_offset) and not self.training:
             logits = logits - self.prior_offset
-        gate = self.gate(batch)
         return FusionOutput(logits, audio_in[:, -1], text_in[:, -1],
                             None if gate is None else gate[:, -1, 0], utterance)
 
