@@ -420,6 +420,12 @@ class EmbeddingClustering:
     synthetic voices apart and leaves real voices to the rules above. Otherwise there is one
     speaker, A.
 
+    Hold (round 6): once the raw rules' split has stood and its smaller group holds
+    RAW_HOLD_SECONDS of speech, their bar is RAW_HOLD lower for as long as the split keeps
+    standing, so that two voices found apart are not merged back into A when their groups'
+    distance sinks a little under the bar as turns accumulate (the evidence term shrinks with
+    the seconds, but the groups' distance shrinks too as each voice's varied turns come in).
+
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
     speakers already emitted wins (a tie: the group of the first utterance is A). The new
     utterance gets its group's name. Emitted names are not changed, but they do not bind the
@@ -440,6 +446,10 @@ class EmbeddingClustering:
     TIGHT_SPREAD = 0.16  # mean cosine distance to the group's direction, in either group, below this
     PROJECTED_DISTANCE = 0.1  # cosine distance between the groups' directions in the projected space ...
     PROJECTED_EVIDENCE = 0.1  # ... plus this / sqrt(seconds in the smaller group)
+    # The hold (round 6, dev voices): the raw rules' bar is RAW_HOLD lower while their split stood
+    # when last asked, once the smaller group holds RAW_HOLD_SECONDS of speech
+    RAW_HOLD = 0.05  # cosine distance
+    RAW_HOLD_SECONDS = 8.0  # seconds in the smaller group
 
     def __init__(self, new_speaker_distance: float, embed: Callable[[np.ndarray], np.ndarray] | None = None,
                  project: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
@@ -454,6 +464,7 @@ class EmbeddingClustering:
         self._seconds: list[float] = []  # each utterance's duration, seconds
         self._changes: list[bool] = []  # each utterance's voice_change (cut from the one before)
         self._emitted: list[Speaker] = []
+        self._raw_stood = False  # whether the raw rules' split stood when they were last asked
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
         if self._embed is None:
@@ -505,20 +516,24 @@ class EmbeddingClustering:
         return self._named(side)
 
     def _groups(self, embeddings: np.ndarray) -> np.ndarray:
-        """Which utterances [n] are B, after naming the 2-means groups to fit the emitted names."""
+        """Which utterances [n] are B, after naming the 2-means groups to fit the emitted names;
+        notes whether the split stood, for the next utterance's RAW_HOLD."""
         n = len(embeddings)
         side = two_means(embeddings)
         if n < 2 or side.all() or not side.any():
+            self._raw_stood = False
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
-        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(self._smaller_seconds(side))
+        smaller = self._smaller_seconds(side)
+        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
         needed -= self._turn_taking(side)
+        if self._raw_stood and smaller >= self.RAW_HOLD_SECONDS:
+            needed -= self.RAW_HOLD
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
-        if between <= needed and not held:
-            return np.zeros(n, bool)
-        return self._named(side)
+        self._raw_stood = between > needed or held
+        return self._named(side) if self._raw_stood else np.zeros(n, bool)
 
     def _turn_taking(self, side: np.ndarray) -> float:
         """The turn-taking allowance (cosine distance) for the split ``side`` (bool [n], stream

@@ -369,6 +369,23 @@ def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: f
     assert EmbeddingClustering(0.35).assign_print(near, 2.0) is Speaker.A  # without a projection: the raw rule alone
 
 
+@pytest.mark.parametrize("hold, kept", [(EmbeddingClustering.RAW_HOLD, True), (0.0, False)])
+def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, kept: bool):
+    """B's first four 2 s turns lie 0.6 from A's voice and open B; its later turns come to 0.3, so
+    the groups' distance sinks under the evidence bar (0.35 + 0.3 / sqrt(s)) after 18 turns.
+    With RAW_HOLD the split that stood (its smaller group past RAW_HOLD_SECONDS) is kept."""
+
+    def at(distance: float) -> np.ndarray:
+        return (1 - distance) * basis(0) + np.sqrt(1 - (1 - distance) ** 2) * basis(1)
+
+    clustering = EmbeddingClustering(0.35)
+    clustering.TURN_TAKING_BONUS = 0.0  # the turns alternate: this rule alone
+    clustering.RAW_HOLD = hold
+    speakers = [clustering.assign_print(v, 2.0) for v in [basis(0), at(0.6)] * 4 + [basis(0), at(0.3)] * 8]
+    assert speakers[:18] == [Speaker.A, Speaker.B] * 9
+    assert (speakers[18:] == [Speaker.A, Speaker.B] * 3) is kept
+
+
 @pytest.mark.skipif(not PROJECTION.is_file(), reason=f"voice projection not installed ({PROJECTION.name})")
 def test_voice_projection_loads_and_maps_to_unit_vectors(tmp_path: Path):
     projection = VoiceProjection()
