@@ -12,7 +12,8 @@ and each costs a Whisper pass.
 - Outputs: ``OUT/NAME.jsonl`` per recording (``NAME`` = the file's stem, plus a digest of its
   path when two inputs share a stem) and ``OUT/index.jsonl``: one line per input with
   ``input``, ``output``, ``status`` (``done``, ``skipped``: finished by an earlier run, or
-  ``failed``), ``utterances``, ``duration_s``, ``seconds`` (wall time) and ``error``.
+  ``failed``), ``utterances``, ``duration_s``, ``seconds`` (wall time), ``cpu_s`` (the worker's
+  CPU time on it, every thread) and ``error``.
 - Resume: a file is written to a temporary name and renamed when complete, so an existing
   ``NAME.jsonl`` is always a finished one and is skipped.
 - A recording that fails (unreadable, not audio) is reported in the index and on stderr; the
@@ -63,6 +64,7 @@ class Outcome:
     utterances: int | None = None
     duration_s: float | None = None  # seconds of audio
     seconds: float | None = None  # wall-clock seconds it took
+    cpu_s: float | None = None  # CPU seconds the worker process spent on it (all its threads)
     error: str | None = None
 
 
@@ -158,7 +160,7 @@ class FileScorer:
         from .sinks.jsonl import JsonlSink
         from .sources import FastClock, open_file, paced
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         settings = self.recognizer.settings
         try:
             source = open_file(path)
@@ -176,7 +178,7 @@ class FileScorer:
         if result.interrupted:
             return Outcome(path, None, error="interrupted")
         return Outcome(path, buffer.getvalue(), len(result.events), round(pipeline.processed_until, 3),
-                       round(time.perf_counter() - started, 3))
+                       round(time.perf_counter() - started, 3), round(time.process_time() - cpu, 3))
 
 
 _scorer: FileScorer | None = None  # one per worker process
@@ -345,7 +347,7 @@ def run_batch(
                 write_atomically(out / names[path], outcome.text)
                 audio_s += outcome.duration_s or 0.0
                 rows[path].update(status="done", utterances=outcome.utterances,
-                                  duration_s=outcome.duration_s, seconds=outcome.seconds)
+                                  duration_s=outcome.duration_s, seconds=outcome.seconds, cpu_s=outcome.cpu_s)
             elapsed = time.perf_counter() - started
             progress.update(task, advance=1, speed=f"{audio_s / 60:.1f} min audio, {audio_s / elapsed:.1f}x real time")
     index = "".join(json.dumps(row) + "\n" for row in rows.values())
