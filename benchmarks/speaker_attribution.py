@@ -68,6 +68,7 @@ from streamer.speakers import (  # noqa: E402
     VoiceClustering,
     VoiceFeature,
     make_attributor,
+    two_means,
     voice_print,
 )
 
@@ -419,6 +420,41 @@ def verification(clips: list[Clip], feature: VoiceFeature) -> tuple[float, float
     return eer, float(roc_auc_score(same, scores[upper]))
 
 
+EARLY_TURNS = 4  # an error among a dialogue's first utterances is "early"
+ERROR_KINDS = ["before B opened", f"early (first {EARLY_TURNS})", "short (< 1 s)", "hindsight wrong too", "other"]
+
+
+def error_kinds(dialogue: Dialogue, config: Policy) -> list[str]:
+    """The kind of each misattributed utterance of a dialogue (under the better A/B labelling).
+
+    In order of precedence: *before B opened* (the other voice spoke before the attributor
+    emitted any B), *early* (one of the first EARLY_TURNS), *short* (under 1 s of audio),
+    *hindsight wrong too* (a spherical 2-means over the whole dialogue's prints puts it on the
+    wrong side as well: the voice print, not the online decision, is at fault), else *other*
+    (an online decision that hindsight gets right).
+    """
+    predicted = np.array([s is Speaker.B for s in attribute(dialogue, config)])
+    truth = np.array([clip.speaker != dialogue[0].speaker for clip in dialogue])
+    if (predicted == truth).mean() < 0.5:
+        predicted = ~predicted
+    hindsight = two_means(np.stack([clip.prints[VoiceFeature.CAMPPLUS] for clip in dialogue]))
+    if (hindsight == truth).mean() < 0.5:
+        hindsight = ~hindsight
+    opened = np.flatnonzero(predicted != predicted[0])
+    b_opened = int(opened[0]) if len(opened) else len(dialogue)
+    kinds = []
+    for i in np.flatnonzero(predicted != truth):
+        if i < b_opened:
+            kinds.append(ERROR_KINDS[0])
+        elif i < EARLY_TURNS:
+            kinds.append(ERROR_KINDS[1])
+        elif len(dialogue[i].audio) < SAMPLE_RATE:
+            kinds.append(ERROR_KINDS[2])
+        else:
+            kinds.append(ERROR_KINDS[3] if hindsight[i] != truth[i] else ERROR_KINDS[4])
+    return kinds
+
+
 def row(cells: Iterable[object]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -535,6 +571,17 @@ def main() -> None:
                 acc, on_a = mean_accuracy(dialogues, config), share_on_a(streams, config)
                 cells.append(f"{mark}{distance:g}: {acc:.3f} / {on_a:.2f}{mark}")
             print(row([feature.value, corpus] + cells))
+
+    print(f"\n### Errors by kind, default voice print ({default.feature.value}), true turns (see error_kinds)\n")
+    print(row(["corpus", "turns", "errors"] + ERROR_KINDS))
+    print(row(["---"] * (3 + len(ERROR_KINDS))))
+    for corpus, dialogues in {
+        "espeak same-sex": of_pairs(espeak, lambda p: p in ESPEAK_SAME_SEX), "espeak all": of_pairs(espeak, lambda p: True),
+        "EmoDB same-sex": of_pairs(emodb_d, lambda p: not cross_sex(p)), "EmoDB cross-sex": of_pairs(emodb_d, cross_sex),
+        "TurEV-DB (dev)": of_pairs(turev_d, lambda p: True),
+    }.items():
+        kinds = [k for d in dialogues for k in error_kinds(d, default)]
+        print(row([corpus, sum(len(d) for d in dialogues), len(kinds)] + [kinds.count(k) for k in ERROR_KINDS]))
 
     print("\n### Speaker verification: same- vs different-speaker clip pairs, EER / ROC AUC\n")
     print(row(["voice print", "EmoDB (test)", "TurEV-DB (dev)"]))
