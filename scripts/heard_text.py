@@ -35,6 +35,7 @@ from benchmarks.dialogues import PITCH, RATE_WPM, VOICE_PAIRS, speakable, synthe
 from models.audio import SAMPLE_RATE  # noqa: E402
 from models.data import load_dataset  # noqa: E402
 from models.data.sample import Sample, dialogues  # noqa: E402
+from models.errors import UserError  # noqa: E402
 from models.training import split_draw  # noqa: E402
 from models.training_config import TrainConfig  # noqa: E402
 
@@ -42,10 +43,8 @@ PREROLL_S = 0.09  # streamer.segmenter.SegmenterConfig.preroll_ms
 
 
 def train_dialogues(config: TrainConfig, name: str) -> list[list[Sample]]:
-    """The training dialogues of dataset ``name`` as ``emostream train`` draws them."""
-    spec = next((d for d in config.datasets if d.name == name), None)
-    if spec is None:
-        raise SystemExit(f"emostream: error: {name} is not a dataset of the config")
+    """The training dialogues of dataset ``name`` (one of the config's) as ``emostream train`` draws them."""
+    spec = next(d for d in config.datasets if d.name == name)
     samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
     return dialogues(split_draw(samples, spec.train, spec.max_dialogues, config.seed))
 
@@ -65,11 +64,18 @@ def main() -> int:
     from streamer.config import load_settings
     from streamer.transcriber import Transcriber
 
-    config = TrainConfig.from_toml(args.config)
-    names = args.datasets.split(",")
-    shares = [float(s) for s in args.shares.split(",")]
-    if len(shares) != len(names):
-        raise SystemExit("emostream: error: --shares needs one number per dataset")
+    try:
+        config = TrainConfig.from_toml(args.config)
+        names = args.datasets.split(",")
+        shares = [float(s) for s in args.shares.split(",")]
+        unknown = sorted(set(names) - {d.name for d in config.datasets})
+        if unknown:
+            raise UserError(f"--datasets: {', '.join(unknown)} not in {args.config}")
+        if len(shares) != len(names):
+            raise UserError("--shares needs one number per dataset")
+    except (UserError, ValueError) as err:
+        print(f"emostream: error: {err}", file=sys.stderr)
+        return 2
     settings = load_settings(None)
     transcriber = Transcriber(WhisperEncoder(settings.asr.model, settings.asr.device, settings.asr.compute_type),
                               settings.asr.decoding)
