@@ -10,8 +10,10 @@ three kinds of windows (see the model card):
 
 Modality dropout hides the target's audio or text of a pseudo-pair with probability
 ``modality_dropout`` each (never both). With ``spoken_text`` a window's texts are, with that
-probability, in the form a speech recogniser writes them (:func:`spoken_form`). Alignment and matching losses use the windows whose target
-has both modalities.
+probability, in the form a speech recogniser writes them (:func:`spoken_form`); with
+``heard_text`` they are what the pipeline's transcriber heard of the rendered turns
+(``heard_text_file``, from ``scripts/heard_text.py``). Alignment and matching losses use the
+windows whose target has both modalities.
 """
 
 from __future__ import annotations
