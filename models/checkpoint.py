@@ -11,10 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.errors import UserError
 
+from .audio_norm import NormPrior, normalise_sessions
 from .checks import check_checkpoint_file
 from .frontends.identity import sha256_of
 from .labels import LabelSet
@@ -37,6 +39,10 @@ class Checkpoint:
     network: FusionConfig.to_dict(); frontends: {"audio": identity, "text": identity} of the
     feature extractors the network was trained on; audio_mean/audio_std: float32 [audio_dim]
     standardisation of the acoustic vectors; training: free-form record of how it was trained.
+    speaker_norm: None when the audio branch reads raw vectors (every checkpoint before round 7);
+    else {"mean": float32 [audio_dim], "std": float32 [audio_dim], "prior_clips": float}, the
+    training speakers' raw statistics that per-speaker online normalisation (models.audio_norm)
+    starts from; the network then reads normalised vectors, standardised by audio_mean/audio_std.
     """
 
     network: dict
@@ -47,6 +53,7 @@ class Checkpoint:
     audio_std: torch.Tensor
     training: dict = field(default_factory=dict)
     version: str = "0.1.0"
+    speaker_norm: dict | None = None
 
     @property
     def name(self) -> str:
@@ -58,8 +65,24 @@ class Checkpoint:
         return replace(self, network=replace(FusionConfig.from_dict(self.network), **changes).to_dict())
 
     def standardise_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        """Acoustic vectors [N, audio_dim] scaled as in training (zero mean, unit variance)."""
+        """Acoustic vectors [N, audio_dim] scaled as in training (zero mean, unit variance); with
+        ``speaker_norm`` they must have been normalised per speaker first (:meth:`prepare_audio`)."""
         return (audio - self.audio_mean) / self.audio_std
+
+    def norm_prior(self) -> NormPrior | None:
+        """The per-speaker normalisation's prior, or None when the audio branch reads raw vectors."""
+        if self.speaker_norm is None:
+            return None
+        return NormPrior(self.speaker_norm["mean"].double().numpy(), self.speaker_norm["std"].double().numpy(),
+                         float(self.speaker_norm["prior_clips"]))
+
+    def prepare_audio(self, raw: np.ndarray, speakers: list[str], seed: int = 0) -> torch.Tensor:
+        """A clip set's raw acoustic vectors [N, audio_dim] as the network reads them: each
+        speaker's clips one session in a seeded random order (with ``speaker_norm``; a speaker
+        "unknown" is one session over all its clips), then standardised. Returns float32 [N, audio_dim]."""
+        prior = self.norm_prior()
+        x = normalise_sessions(raw, speakers, prior, seed) if prior is not None and len(raw) else raw
+        return self.standardise_audio(torch.from_numpy(np.asarray(x, dtype=np.float32)))
 
     def save(self, path: Path) -> str:
         """Write the checkpoint and its ``.sha256`` sidecar; returns the digest."""
@@ -79,6 +102,10 @@ class Checkpoint:
             "audio_std": self.audio_std.float().contiguous(),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
         }
+        if self.speaker_norm is not None:
+            payload["speaker_norm"] = {"mean": self.speaker_norm["mean"].float().contiguous(),
+                                       "std": self.speaker_norm["std"].float().contiguous(),
+                                       "prior_clips": float(self.speaker_norm["prior_clips"])}
         torch.save(payload, path)
         digest = sha256_of(path)
         path.with_suffix(path.suffix + ".sha256").write_text(f"{digest}  {path.name}\n")
@@ -113,6 +140,7 @@ def load_checkpoint(path: Path | None = None) -> tuple[Checkpoint, str]:
         audio_std=payload["audio_std"],
         training=payload["training"],
         version=payload["version"],
+        speaker_norm=payload.get("speaker_norm"),
     )
     return checkpoint, digest
 
@@ -139,3 +167,21 @@ def check_payload(payload: dict, path: Path) -> None:
                         f"{list(std.shape)} must be vectors of one length")
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
         raise UserError(f"checkpoint {path} is damaged: audio_std must be finite and > 0, audio_mean finite")
+    check_speaker_norm(payload.get("speaker_norm"), mean.shape, path)
+
+
+def check_speaker_norm(norm: object, shape: torch.Size, path: Path) -> None:
+    """UserError unless ``norm`` is absent (None) or {"mean", "std": finite vectors of ``shape``,
+    std >= 0; "prior_clips": a number > 0}."""
+    if norm is None:
+        return
+    if not isinstance(norm, dict) or not all(isinstance(norm.get(k), torch.Tensor) for k in ("mean", "std")):
+        raise UserError(f"checkpoint {path} is damaged: speaker_norm must hold tensors 'mean' and 'std'")
+    mean, std, clips = norm["mean"], norm["std"], norm.get("prior_clips")
+    if mean.shape != shape or std.shape != shape:
+        raise UserError(f"checkpoint {path} is damaged: speaker_norm mean {list(mean.shape)} and std "
+                        f"{list(std.shape)} must match the audio vectors {list(shape)}")
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std >= 0).all()):
+        raise UserError(f"checkpoint {path} is damaged: speaker_norm must be finite, its std >= 0")
+    if isinstance(clips, bool) or not isinstance(clips, (int, float)) or not clips > 0:
+        raise UserError(f"checkpoint {path} is damaged: speaker_norm prior_clips must be a number > 0")

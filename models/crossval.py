@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.errors import UserError
 
+from .audio_norm import PRIOR_CLIPS, NormPrior, normalise_sessions
 from .augment import Augmentation, clip_matrix
 from .data import load_dataset
 from .frontends.whisper import TAIL_PAD_S
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 FEATURES = ("whisper", "egemaps", "tiny-layers", "base-layers")
 LAYERED = {"tiny-layers": ("tiny.en", TAIL_PAD_S), "base-layers": ("base", 0.0)}  # model, tail (s)
 NORMALISATIONS = ("none", "speaker", "speaker-online")
-PRIOR_CLIPS = 10.0  # speaker-online: the corpus statistics count as this many clips of the speaker
 
 
 def feature_matrix(kind: str, samples, asr_model: str | None = None,
@@ -83,27 +83,20 @@ def normalise_per_speaker(x: np.ndarray, speakers: np.ndarray, online: bool,
     """Standardise every speaker's vectors by that speaker's own statistics (labels unused).
 
     x: [N, D]; speakers: [N]. Offline (``online=False``): each speaker's mean and standard
-    deviation over all of its clips. Online: clips are taken in a seeded random order per
-    speaker (a session), and clip i is standardised by the running statistics of that speaker's
-    clips 0..i, shrunk towards ``prior`` = (mean [D], std [D]) of other speakers' clips, which
-    counts as :data:`PRIOR_CLIPS` clips; this is what a live session can compute. Returns [N, D].
+    deviation over all of its clips. Online: the runtime's own stage
+    (:func:`models.audio_norm.normalise_sessions`): each speaker's clips in a seeded random order
+    (a session), standardised by running statistics shrunk towards ``prior`` = (mean [D], std [D])
+    of other speakers' clips (default: all of x), which counts as :data:`PRIOR_CLIPS` clips; this
+    is what a live session can compute. Returns float32 [N, D].
     """
+    if online:
+        mean0, std0 = prior if prior is not None else (x.mean(0), x.std(0))
+        return normalise_sessions(x, speakers, NormPrior(mean0, std0, PRIOR_CLIPS), seed)
     out = np.empty_like(x, dtype=np.float64)
-    rng = np.random.default_rng(seed)
     for speaker in np.unique(speakers):
         rows = np.flatnonzero(speakers == speaker)
         mine = x[rows].astype(np.float64)                                   # [n, D]
-        if not online:
-            out[rows] = (mine - mine.mean(0)) / (mine.std(0) + 1e-5)
-            continue
-        mean0, std0 = prior if prior is not None else (x.mean(0), x.std(0))
-        order = rng.permutation(len(rows))
-        seen = mine[order]                                                  # [n, D], session order
-        k = PRIOR_CLIPS + np.arange(1, len(rows) + 1)[:, None]              # [n, 1]
-        mean = (PRIOR_CLIPS * mean0 + np.cumsum(seen, 0)) / k               # [n, D]
-        second = (PRIOR_CLIPS * (std0 ** 2 + mean0 ** 2) + np.cumsum(seen ** 2, 0)) / k
-        std = np.sqrt(np.maximum(second - mean ** 2, 0.0)) + 1e-5           # [n, D]
-        out[rows[order]] = (seen - mean) / std
+        out[rows] = (mine - mine.mean(0)) / (mine.std(0) + 1e-5)
     return out.astype(np.float32)
 
 

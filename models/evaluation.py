@@ -71,7 +71,9 @@ def text_features(samples: list[Sample], checkpoint: Checkpoint) -> tuple[list[i
 
 
 def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str | None) -> tuple[list[int], torch.Tensor]:
-    """Rows (MISSING where no audio) and the standardised Whisper table [N_audio, 768]."""
+    """Rows (MISSING where no audio) and the standardised Whisper table [N_audio, 768] (normalised
+    per speaker first where the checkpoint wants it: each speaker's clips one session in a seeded
+    random order, all clips of speaker "unknown" one session; :meth:`Checkpoint.prepare_audio`)."""
     from .features import audio_matrix
     from .frontends.whisper import WhisperEncoder
 
@@ -80,8 +82,7 @@ def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str
     with_audio = [s for s in samples if s.audio_path]
     counter = iter(range(len(with_audio)))
     rows = [next(counter) if s.audio_path else MISSING for s in samples]
-    audio = torch.from_numpy(audio_matrix(with_audio, encoder))
-    return rows, checkpoint.standardise_audio(audio)
+    return rows, checkpoint.prepare_audio(audio_matrix(with_audio, encoder), [s.speaker for s in with_audio])
 
 
 def evaluate(

@@ -6,13 +6,14 @@ utterance to score last) and returns a probability per label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .audio_norm import NormPrior, SpeakerNormaliser
 from .checkpoint import Checkpoint, load_checkpoint
 from .checks import check_torch_device
 from .errors import UserError
@@ -90,13 +91,30 @@ class ContextItem:
     """One utterance of the rolling context.
 
     audio: float32 [audio_dim] acoustic vector from the checkpoint's audio frontend (not yet
-    standardised), or None; text: float32 [text_dim] sentence embedding, or None; speaker: any
+    standardised; normalised per speaker by :class:`SessionAudio` where the checkpoint wants it), or None; text: float32 [text_dim] sentence embedding, or None; speaker: any
     hashable speaker tag ("A"/"B").
     """
 
     audio: np.ndarray | None
     text: np.ndarray | None
     speaker: str
+
+
+class SessionAudio:
+    """The acoustic vectors of one session (a dialogue, a stream) as the checkpoint's audio branch
+    reads them: normalised per speaker with the running statistics of that speaker's utterances
+    so far (:class:`models.audio_norm.SpeakerNormaliser`) when it was trained so, else unchanged.
+    One per session: speakers of different sessions never share statistics."""
+
+    def __init__(self, prior: NormPrior | None) -> None:
+        self.normaliser = SpeakerNormaliser(prior) if prior is not None else None
+
+    def item(self, item: ContextItem, update: bool = True) -> ContextItem:
+        """``item`` with its audio normalised by its speaker's statistics; ``update`` adds the
+        utterance to them (False for a provisional result of an utterance still in progress)."""
+        if self.normaliser is None or item.audio is None:
+            return item
+        return replace(item, audio=self.normaliser.normalise(item.speaker, item.audio, update))
 
 
 class EmotionPredictor:
@@ -113,6 +131,11 @@ class EmotionPredictor:
     def frontends(self) -> dict[str, dict[str, str]]:
         """Identities of the feature extractors the checkpoint was trained with."""
         return self.checkpoint.frontends
+
+    def session_audio(self) -> SessionAudio:
+        """A fresh per-session audio state: pass every new utterance through its ``item`` before
+        it joins the context given to :meth:`predict`."""
+        return SessionAudio(self.checkpoint.norm_prior())
 
     def identity(self) -> dict[str, str]:
         """What goes into every event so it can be reproduced."""

@@ -10,7 +10,8 @@ three kinds of windows (see the model card):
 
 Modality dropout hides the target's audio or text of a pseudo-pair with probability
 ``modality_dropout`` each (never both). With ``spoken_text`` a window's texts are, with that
-probability, in the form a speech recogniser writes them (:func:`spoken_form`); with
+probability, in the form Whisper tends to write them (:func:`models.whisper_style.whisper_form`,
+one draw per utterance and seed); with
 ``heard_text`` they are what the pipeline's transcriber heard of the rendered turns
 (``heard_text_file``, from ``scripts/heard_text.py``). Alignment and matching losses use the
 windows whose target has both modalities.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from models.errors import UserError
 
+from .audio_norm import NormPrior, normalise_sessions
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
@@ -44,6 +45,7 @@ from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
 from .training_config import TrainConfig
+from .whisper_style import whisper_form
 from .windows import MISSING, Window, build_windows, collate, pseudo_pairs, support_mask
 
 log = logging.getLogger(__name__)
@@ -65,16 +67,7 @@ class Corpus:
     counts: dict[str, dict[str, int]]
     spoken_rows: dict[int, int]  # text row -> row of its spoken form, where that differs
     heard_rows: dict[int, int] = field(default_factory=dict)  # text row -> row of what the pipeline heard of it
-
-
-def spoken_form(text: str) -> str:
-    """The text as a speech recogniser writes it: no exclamation marks ("!" -> ".", "?!" -> "?").
-
-    Whisper rarely writes "!" from speech, least of all from a flat synthetic voice, so a model
-    that learned "!" as its cue for anger or joy loses it end to end: the shipped default of round
-    3 scored UA .756 on the written dev dialogues and .690 on the same text without "!".
-    """
-    return re.sub(r"[!?]*![!?]*", lambda m: "?" if "?" in m.group() else ".", text)
+    speaker_norm: dict | None = None  # Checkpoint.speaker_norm: the prior of per-speaker online normalisation
 
 
 def load_heard(path: Path) -> dict[str, dict[str, str]]:
@@ -138,6 +131,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     spoken_rows: dict[int, int] = {}
     heard_rows: dict[int, int] = {}
     heard = load_heard(Path(config.heard_text_file)) if config.heard_text else {}
+    audio_sessions: list[tuple[list[str], bool]] = []
     for spec in config.datasets:
         samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
         if not spec.valid_speakers:  # text corpora: only what is trained or validated on
@@ -149,13 +143,15 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             text_rows = list(range(n_text, n_text + len(samples)))
             n_text += len(samples)
             if config.spoken_text:
-                said = {s.id: spoken_form(s.text or "") for s in samples}
+                said = {s.id: whisper_form(s.text or "", random.Random(f"{config.seed}:{s.id}"))
+                        for s in samples if in_split(s, spec.train)}  # validation windows keep their text
                 n_text = add_forms(samples, text_rows, said, frontends["text"], text_parts, n_text, spoken_rows)
             if config.heard_text:
                 n_text = add_forms(samples, text_rows, heard.get(spec.name, {}), frontends["text"], text_parts,
                                    n_text, heard_rows)
         if spec.modality in ("audio", "both"):
             audio_parts.append(audio_matrix(samples, frontends["audio"]))
+            audio_sessions.append(session_keys(samples))
             audio_rows = list(range(n_audio, n_audio + len(samples)))
             n_audio += len(samples)
         position = {id(s): i for i, s in enumerate(samples)}
@@ -191,6 +187,12 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     text_table = torch.from_numpy(np.concatenate(text_parts)) if text_parts else torch.zeros(0, 384)
     audio = np.concatenate(audio_parts) if audio_parts else np.zeros((0, 768), np.float32)
     train_audio_rows = sorted({w.audio_rows[-1] for w in audio_train})
+    speaker_norm = None
+    if config.speaker_norm and train_audio_rows:  # the prior: the raw statistics of the training clips
+        prior = NormPrior.of(audio[train_audio_rows])
+        audio = normalise_corpus(audio, audio_sessions, prior, config.seed)
+        speaker_norm = {"mean": torch.from_numpy(prior.mean).float(), "std": torch.from_numpy(prior.std).float(),
+                        "prior_clips": prior.clips}
     mean = audio[train_audio_rows].mean(0) if train_audio_rows else np.zeros(audio.shape[1], np.float32)
     std = audio[train_audio_rows].std(0) + 1e-5 if train_audio_rows else np.ones(audio.shape[1], np.float32)
     return Corpus(
@@ -199,8 +201,29 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
         train=train, epoch_sizes={d.name: d.epoch_size or config.corpus_epoch_size for d in config.datasets},
         valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
-        spoken_rows=spoken_rows, heard_rows=heard_rows,
+        spoken_rows=spoken_rows, heard_rows=heard_rows, speaker_norm=speaker_norm,
     )
+
+
+def session_keys(samples: Sequence[Sample]) -> tuple[list[str], bool]:
+    """How a live session would meet a corpus's clips, for per-speaker online normalisation:
+    the key of each sample's session and whether the order of ``samples`` is the session's order.
+    Dialogues (e.g. rendered ones): one session per dialogue and speaker, in turn order; clips
+    without a dialogue (acted corpora): one session per speaker, in a random order."""
+    if all(s.dialogue is not None for s in samples):
+        return [f"{s.dataset}|{s.dialogue}|{s.speaker}" for s in samples], True
+    return [f"{s.dataset}|{s.speaker}" for s in samples], False
+
+
+def normalise_corpus(audio: np.ndarray, sessions: Sequence[tuple[list[str], bool]], prior: NormPrior,
+                     seed: int) -> np.ndarray:
+    """Raw acoustic vectors [Na, Da], the concatenation of parts with :func:`session_keys`
+    ``sessions``, normalised per speaker as sessions (:func:`models.audio_norm.normalise_sessions`)."""
+    parts, start = [], 0
+    for keys, ordered in sessions:
+        parts.append(normalise_sessions(audio[start : start + len(keys)], keys, prior, seed, ordered))
+        start += len(keys)
+    return np.concatenate(parts) if parts else audio
 
 
 def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) -> list[Window]:
@@ -221,8 +244,8 @@ def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) ->
 def speak_windows(windows: Sequence[Window], spoken_rows: dict[int, int], p: float,
                   rng: random.Random) -> list[Window]:
     """With probability p, a window's texts in another form (``spoken_rows``: text row -> row of
-    that form; the spoken form of :func:`spoken_form`, or what the pipeline heard), all of them at
-    once, as the runtime's transcripts of one conversation would be."""
+    that form; Whisper's style of :func:`models.whisper_style.whisper_form`, or what the pipeline
+    heard), all of them at once, as the runtime's transcripts of one conversation would be."""
     if p <= 0 or not spoken_rows:  # draws nothing: runs without it stay reproducible
         return list(windows)
     return [replace(w, text_rows=tuple(spoken_rows.get(r, r) for r in w.text_rows)) if rng.random() < p else w
@@ -269,7 +292,9 @@ def warm_start(network, corpus: Corpus, path: Path, labels: LabelSet) -> None:
     """Start from a trained checkpoint: copy every weight whose name and shape match, and the
     rows of class-sized weights (the classifier's last layer) for the classes both label sets
     share by name; new classes and new modules keep their fresh initialisation. The corpus's
-    audio table is re-standardised with the checkpoint's statistics, which its weights expect."""
+    audio table is re-standardised with the checkpoint's statistics, which its weights expect,
+    unless either side normalises per speaker (then the vectors differ anyway and keep the
+    corpus's own standardisation)."""
     from .checkpoint import load_checkpoint
 
     old, _ = load_checkpoint(path)
@@ -288,9 +313,10 @@ def warm_start(network, corpus: Corpus, path: Path, labels: LabelSet) -> None:
             continue
         copied += 1
     network.load_state_dict(state)
-    raw = corpus.audio_table * corpus.audio_std + corpus.audio_mean  # [Na, Da] as extracted
-    corpus.audio_mean, corpus.audio_std = old.audio_mean.float(), old.audio_std.float()
-    corpus.audio_table = (raw - corpus.audio_mean) / corpus.audio_std
+    if old.speaker_norm is None and corpus.speaker_norm is None:
+        raw = corpus.audio_table * corpus.audio_std + corpus.audio_mean  # [Na, Da] as extracted
+        corpus.audio_mean, corpus.audio_std = old.audio_mean.float(), old.audio_std.float()
+        corpus.audio_table = (raw - corpus.audio_mean) / corpus.audio_std
     log.info("warm start from %s: %d of %d tensors copied", path, copied, len(state))
 
 
@@ -375,7 +401,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
         label_set=labels,
         frontends={k: v.identity() for k, v in frontends.items()},
         state_dict=best_state or network.state_dict(),
-        audio_mean=corpus.audio_mean, audio_std=corpus.audio_std,
+        audio_mean=corpus.audio_mean, audio_std=corpus.audio_std, speaker_norm=corpus.speaker_norm,
         training={
             "name": config.name, "seed": config.seed,
             "datasets": [{"name": d.name, "modality": d.modality, "train": list(d.train),
@@ -388,7 +414,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation,
             "shift_boost": config.shift_boost, "spoken_text": config.spoken_text,
             "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
-            "heard_turns": len(corpus.heard_rows)},
+            "heard_turns": len(corpus.heard_rows), "speaker_norm": config.speaker_norm},
             "best_valid_uwf1": round(best, 4), "history": history,
             "parameters": count_parameters(network),
         },

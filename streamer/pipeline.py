@@ -118,6 +118,7 @@ class Pipeline:
         self.transcriber = transcriber
         self.attributor = attributor
         self.predictor = predictor
+        self.session_audio = predictor.session_audio()  # per-speaker running statistics, where the model wants them
         self.text_encoder = text_encoder
         self.use_audio = use_audio
         self.feature_encoder = feature_encoder
@@ -212,7 +213,7 @@ class Pipeline:
             return None
         self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
-        window = self.context.push(heard.item(speaker), utterance.start, utterance.end)
+        window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
@@ -233,7 +234,7 @@ class Pipeline:
         # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
         last = self.context.last
         guess = speaker or (Speaker(last.speaker).other if last is not None else Speaker.A)
-        window = self.context.peek(heard.item(guess), utterance.start)
+        window = self.context.peek(self.session_audio.item(heard.item(guess), update=False), utterance.start)
         return PartialEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
             start=utterance.start, end=utterance.end, text=heard.transcript.text,

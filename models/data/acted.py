@@ -43,6 +43,9 @@ _RAVDESS_NAME = re.compile(
 )
 _RAVDESS_SPEECH = "01"
 
+# The URDU corpus (Latif et al. 2018) names its clips SM1_F10_A010.wav: S, the speaker's sex and
+# number (SM1), then the file and the clip; read in the ``folders`` layout.
+_URDU_NAME = re.compile(r"^(?P<speaker>S[MF]\d+)_F\d+_[A-Z]\d+$")
 _EMODB_NAME = re.compile(r"^(?P<speaker>\d\d)(?P<text>[a-z]\d\d)(?P<emotion>[A-Za-z])[a-z]?$")
 
 
@@ -125,13 +128,20 @@ def load_turevdb(path: Path) -> list[Sample]:
 def load_folders(path: Path) -> list[Sample]:
     """Any ``<root>/<label>/**/<audio>`` tree; labels map through the generic table.
 
-    Speakers are not known in this layout: every sample has speaker ``"unknown"``, so
+    Speakers are not known in this layout, except from file names of the URDU corpus
+    (``SM1_F10_A010.wav`` -> speaker ``SM1``): every other sample has speaker ``"unknown"``, so
     speaker-independent splits are impossible and evaluation on it is speaker-dependent.
     """
     return _label_folders(
         "folders", require_dir("folders", path, FOLDERS_LAYOUT), FOLDER_AUDIO_SUFFIXES,
-        lambda wav: "unknown", FOLDERS_LAYOUT,
+        folder_speaker, FOLDERS_LAYOUT,
     )
+
+
+def folder_speaker(file: Path) -> str:
+    """The speaker a ``folders`` file name tells (URDU ``SM1_F10_A010`` -> ``SM1``), else ``"unknown"``."""
+    match = _URDU_NAME.match(file.stem)
+    return match["speaker"] if match else "unknown"
 
 
 def _label_folders(

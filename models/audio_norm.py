@@ -1,0 +1,94 @@
+"""Per-speaker online normalisation of acoustic vectors, as a live session can compute it.
+
+Across speakers and languages an emotion classifier on raw acoustic vectors collapses onto one or
+two classes: each voice (and each corpus) shifts the vectors as a whole. Standardising every
+speaker's vectors by that speaker's own statistics removes the shift (issue 9.5, model card
+section 2: +8 UA across languages). A live session knows only the utterances heard so far, so the
+statistics are *running* ones, shrunk towards the training speakers' statistics, which count as
+``prior_clips`` clips of every new speaker: the first utterance of a speaker is standardised
+almost by the prior alone, later ones more and more by the speaker's own. Labels are never used.
+
+One implementation serves every door: :class:`SpeakerNormaliser` is fed one utterance at a time
+(the streaming pipeline, key = the attributed speaker), and :func:`normalise_sessions` feeds it
+whole clip sets in a seeded random order per speaker (training, ``evaluate``, cross-validation).
+No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PRIOR_CLIPS = 10.0  # the training statistics count as this many clips of every speaker
+EPS = 1e-5  # added to standard deviations
+
+
+@dataclass(frozen=True)
+class NormPrior:
+    """Training speakers' statistics: mean [D] and standard deviation [D] of the raw vectors,
+    and how many clips of a new speaker they count as."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    clips: float = PRIOR_CLIPS
+
+    @classmethod
+    def of(cls, x: np.ndarray, clips: float = PRIOR_CLIPS) -> "NormPrior":
+        """The pooled statistics of raw vectors x [N, D]."""
+        x = np.asarray(x, dtype=np.float64)
+        return cls(x.mean(0), x.std(0), clips)
+
+
+class SpeakerNormaliser:
+    """Running mean and variance per speaker key, shrunk towards a prior; one per session.
+
+    ``normalise(key, x)`` standardises one raw vector x [D] of speaker ``key`` by the statistics
+    of that speaker's vectors so far, this one included (``update=True`` adds it; ``False``
+    leaves the statistics as they were, for a provisional result). Returns float32 [D].
+    """
+
+    def __init__(self, prior: NormPrior) -> None:
+        self.prior = prior
+        self._n: dict[Hashable, int] = {}
+        self._sum: dict[Hashable, np.ndarray] = {}  # [D] float64
+        self._sum_sq: dict[Hashable, np.ndarray] = {}  # [D] float64
+
+    def normalise(self, key: Hashable, x: np.ndarray, update: bool = True) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        n = self._n.get(key, 0) + 1
+        total = self._sum.get(key, 0.0) + x
+        total_sq = self._sum_sq.get(key, 0.0) + x * x
+        if update:
+            self._n[key], self._sum[key], self._sum_sq[key] = n, total, total_sq
+        p = self.prior
+        k = p.clips + n
+        mean = (p.clips * p.mean + total) / k
+        second = (p.clips * (p.std ** 2 + p.mean ** 2) + total_sq) / k
+        std = np.sqrt(np.maximum(second - mean ** 2, 0.0)) + EPS
+        return ((x - mean) / std).astype(np.float32)
+
+    def clips_of(self, key: Hashable) -> int:
+        """How many vectors of ``key`` the statistics hold."""
+        return self._n.get(key, 0)
+
+
+def normalise_sessions(x: np.ndarray, keys: Sequence[Hashable], prior: NormPrior, seed: int = 0,
+                       ordered: bool = False) -> np.ndarray:
+    """Every key's vectors as one session each: x [N, D], keys [N] -> float32 [N, D].
+
+    Each key's rows are fed to a :class:`SpeakerNormaliser` in a seeded random order (a file
+    order often sorts by label, which would leak into the running statistics), or in the given
+    order with ``ordered`` (e.g. the turns of a dialogue). Keys are sessions apart: one key's
+    clips never move another's statistics.
+    """
+    keys = np.asarray(keys)
+    out = np.empty((len(x), x.shape[1]) if len(x) else (0, x.shape[1]), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    normaliser = SpeakerNormaliser(prior)
+    for key in np.unique(keys):
+        rows = np.flatnonzero(keys == key)
+        for row in rows if ordered else rows[rng.permutation(len(rows))]:
+            out[row] = normaliser.normalise(key, x[row])
+    return out

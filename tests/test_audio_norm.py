@@ -1,0 +1,222 @@
+"""Per-speaker online normalisation (models/audio_norm.py) and where it is used: checkpoints,
+the predictor's per-session state, training's simulated sessions, the ``folders`` speakers."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.audio_norm import NormPrior, SpeakerNormaliser, normalise_sessions
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.errors import UserError
+from models.labels import label_set
+from models.predictor import ContextItem, EmotionPredictor, SessionAudio
+
+
+def _prior(dim: int = 3, clips: float = 10.0) -> NormPrior:
+    return NormPrior(np.zeros(dim), np.ones(dim), clips)
+
+
+def test_running_statistics_shrink_towards_the_prior():
+    """Clip i is standardised by (prior x clips + clips 0..i) pooled: written out by hand."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 2.0, (6, 3))
+    normaliser = SpeakerNormaliser(_prior())
+    for i in range(len(x)):
+        seen = x[: i + 1]
+        k = 10 + i + 1
+        mean = seen.sum(0) / k
+        var = (10 * 1.0 + (seen ** 2).sum(0)) / k - mean ** 2
+        expected = (x[i] - mean) / (np.sqrt(var) + 1e-5)
+        np.testing.assert_allclose(normaliser.normalise("a", x[i]), expected, rtol=1e-5)
+    assert normaliser.clips_of("a") == 6 and normaliser.clips_of("b") == 0
+
+
+def test_a_long_session_approaches_the_speakers_own_standardisation():
+    rng = np.random.default_rng(1)
+    x = rng.normal(4.0, 3.0, (3000, 2))  # away from the prior (0, 1)
+    z = normalise_sessions(x, ["s"] * len(x), _prior(2), ordered=True)
+    own = (x - x.mean(0)) / x.std(0)
+    np.testing.assert_allclose(z[-1000:], own[-1000:], atol=0.1)
+    assert np.abs(z[:3] - own[:3]).max() > 0.3  # the first clips lean on the prior
+
+
+def test_update_false_leaves_the_statistics_and_speakers_are_apart():
+    normaliser = SpeakerNormaliser(_prior())
+    first = normaliser.normalise("a", np.full(3, 4.0))
+    provisional = normaliser.normalise("a", np.full(3, 9.0), update=False)
+    assert normaliser.clips_of("a") == 1
+    np.testing.assert_array_equal(normaliser.normalise("b", np.full(3, 4.0)), first)  # b starts afresh
+    np.testing.assert_array_equal(normaliser.normalise("a", np.full(3, 9.0)), provisional)
+
+
+def test_sessions_are_causal_seeded_and_ordered_on_request():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 4))
+    keys = np.array(["a", "b"] * 20)
+    z = normalise_sessions(x, keys, _prior(4), seed=5)
+    np.testing.assert_array_equal(z, normalise_sessions(x, keys, _prior(4), seed=5))
+    assert not np.allclose(z, normalise_sessions(x, keys, _prior(4), seed=6))
+    changed = x.copy()
+    changed[np.flatnonzero(keys == "b")] += 50.0  # another session's clips never move a's
+    np.testing.assert_array_equal(normalise_sessions(changed, keys, _prior(4), seed=5)[keys == "a"], z[keys == "a"])
+    ordered = normalise_sessions(x, keys, _prior(4), ordered=True)
+    normaliser = SpeakerNormaliser(_prior(4))
+    np.testing.assert_allclose(ordered[0], normaliser.normalise("a", x[0]))
+    np.testing.assert_allclose(ordered[2], normaliser.normalise("a", x[2]))
+
+
+def _checkpoint(speaker_norm: dict | None) -> Checkpoint:
+    return Checkpoint(network={}, label_set=label_set("core4"), frontends={}, state_dict={"w": torch.ones(2)},
+                      audio_mean=torch.full((3,), 0.5), audio_std=torch.full((3,), 2.0), speaker_norm=speaker_norm)
+
+
+def _payload_checkpoint(tmp_path: Path, speaker_norm: dict | None) -> Path:
+    path = tmp_path / "c.pt"
+    _checkpoint(speaker_norm).save(path)
+    return path
+
+
+def test_checkpoint_carries_the_prior_and_old_ones_read_raw_vectors(tmp_path):
+    norm = {"mean": torch.tensor([1.0, 2.0, 3.0]), "std": torch.tensor([1.0, 0.5, 2.0]), "prior_clips": 10.0}
+    loaded, _ = load_checkpoint(_payload_checkpoint(tmp_path, norm))
+    assert torch.equal(loaded.speaker_norm["mean"], norm["mean"]) and loaded.speaker_norm["prior_clips"] == 10.0
+    raw = np.arange(12, dtype=np.float32).reshape(4, 3)
+    speakers = ["unknown"] * 4
+    expected = normalise_sessions(raw, speakers, loaded.norm_prior(), seed=0)
+    torch.testing.assert_close(loaded.prepare_audio(raw, speakers), (torch.from_numpy(expected) - 0.5) / 2.0)
+
+    old, _ = load_checkpoint(_payload_checkpoint(tmp_path, None))
+    assert "speaker_norm" not in torch.load(tmp_path / "c.pt", weights_only=True)
+    assert old.norm_prior() is None
+    torch.testing.assert_close(old.prepare_audio(raw, speakers), (torch.from_numpy(raw) - 0.5) / 2.0)
+
+
+@pytest.mark.parametrize("norm", [
+    {"mean": torch.zeros(2), "std": torch.ones(2), "prior_clips": 10.0},             # wrong length
+    {"mean": torch.zeros(3), "std": -torch.ones(3), "prior_clips": 10.0},            # negative std
+    {"mean": torch.full((3,), float("nan")), "std": torch.ones(3), "prior_clips": 1.0},
+    {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 0.0},
+    {"mean": [0.0, 0.0, 0.0], "std": torch.ones(3), "prior_clips": 10.0},
+])
+def test_a_damaged_speaker_norm_is_refused(tmp_path, norm):
+    path = _payload_checkpoint(tmp_path, {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 10.0})
+    payload = torch.load(path, weights_only=True)
+    payload["speaker_norm"] = norm
+    torch.save(payload, path)
+    path.with_suffix(".pt.sha256").unlink()
+    with pytest.raises(UserError, match="speaker_norm"):
+        load_checkpoint(path)
+
+
+def test_session_audio_normalises_per_speaker_or_passes_through():
+    prior = NormPrior(np.full(3, 10.0), np.ones(3), 1.0)
+    session = SessionAudio(prior)
+    item = ContextItem(audio=np.full(3, 10.0, np.float32), text=None, speaker="A")
+    out = session.item(item)
+    np.testing.assert_allclose(out.audio, 0.0, atol=1e-4)
+    assert out.speaker == "A" and session.normaliser.clips_of("A") == 1
+    session.item(ContextItem(audio=np.full(3, 30.0, np.float32), text=None, speaker="B"), update=False)
+    assert session.normaliser.clips_of("B") == 0
+    assert session.item(ContextItem(None, np.ones(2, np.float32), "A")).audio is None
+    assert SessionAudio(None).item(item) is item
+
+
+def _write_wav(path: Path, audio: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_folders_reads_urdu_speakers_from_file_names(tmp_path):
+    from models.data import load_dataset
+
+    for name in ("Angry/SM1_F10_A010.wav", "Happy/SF12_F3_H002.wav", "Sad/clip.wav"):
+        _write_wav(tmp_path / name, np.zeros(1600))
+    speakers = {s.id: s.speaker for s in load_dataset("folders", tmp_path).samples}
+    assert speakers == {"Angry/SM1_F10_A010": "SM1", "Happy/SF12_F3_H002": "SF12", "Sad/clip": "unknown"}
+
+
+class _LoudnessFrontend:
+    """Frames of 1,600 samples -> [log RMS, zero-crossing rate]: a real (if crude) acoustic
+    vector from the decoded clip, so the speaker's gain shifts it as a voice shifts Whisper's."""
+
+    dim = 4
+
+    def identity(self) -> dict[str, str]:
+        return {"name": "loudness", "sha256": "1" * 64, "window": "utterance"}
+
+    def encode(self, audio: np.ndarray):
+        frames = audio[: len(audio) // 1600 * 1600].reshape(-1, 1600)
+        rms = np.log(np.sqrt((frames ** 2).mean(1)) + 1e-4)
+        zcr = (np.diff(np.sign(frames), axis=1) != 0).mean(1)
+        return type("Pass", (), {"states": np.stack([rms, zcr], 1).astype(np.float32)})()
+
+
+def test_training_simulates_sessions_and_the_checkpoint_keeps_the_prior(tmp_path, monkeypatch):
+    """A TurEV-DB-shaped corpus whose speakers differ by gain (label: pitch): trained with
+    speaker_norm, the checkpoint carries the raw training statistics as its prior, and the
+    predictor normalises a session's utterances with them."""
+    from models.training import train
+    from models.training_config import TrainConfig
+
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    pitch = {"Angry": 900.0, "Calm": 150.0, "Happy": 600.0, "Sad": 300.0}
+    for speaker, gain in (("1001", 0.05), ("1002", 0.2), ("1003", 0.6), ("1004", 0.3)):
+        for label, hz in pitch.items():
+            for i in range(4):
+                audio = gain * np.sin(2 * np.pi * hz * (1 + 0.03 * rng.normal()) * t) + 0.003 * rng.normal(size=len(t))
+                _write_wav(tmp_path / "tv" / label / f"{speaker}_x_w{i}.wav", audio)
+    (tmp_path / "c.toml").write_text(f"""
+name = "tiny-audio"
+seed = 1
+label_set = "core4"
+device = "cpu"
+[network]
+d_model = 16
+n_heads = 2
+n_layers = 1
+max_context = 2
+audio_dim = 4
+text_dim = 384
+[objectives]
+speaker_norm = true
+[optim]
+epochs = 2
+batch_size = 8
+[[datasets]]
+name = "turevdb"
+path = "{tmp_path / 'tv'}"
+modality = "audio"
+valid_speakers = ["1004"]
+""")
+    config = TrainConfig.from_toml(tmp_path / "c.toml")
+    checkpoint = train(config, {"audio": _LoudnessFrontend()}, tmp_path / "m.pt")
+    assert checkpoint.training["objectives"]["speaker_norm"] is True
+    from models.data import load_dataset
+    from models.features import load_sample_audio
+    from models.frontends.whisper import pool_mean_std
+
+    frontend = _LoudnessFrontend()
+    train_rows = np.stack([pool_mean_std(frontend.encode(load_sample_audio(s)).states)
+                           for s in load_dataset("turevdb", tmp_path / "tv").samples if s.speaker != "1004"])
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    np.testing.assert_allclose(loaded.speaker_norm["mean"].numpy(), train_rows.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loaded.speaker_norm["std"].numpy(), train_rows.std(0), rtol=1e-3, atol=1e-5)
+    # the network was fitted on normalised vectors (raw ones: mean about -2 in log RMS, std 1e-3 in ZCR)
+    assert np.abs(loaded.audio_mean.numpy()).max() < 0.2 and bool((loaded.audio_std > 0.3).all())
+    predictor = EmotionPredictor(tmp_path / "m.pt", device="cpu")
+    session = predictor.session_audio()
+    vector = ContextItem(train_rows[0].astype(np.float32), None, "A")
+    np.testing.assert_allclose(session.item(vector).audio,
+                               SpeakerNormaliser(loaded.norm_prior()).normalise("A", train_rows[0]), rtol=1e-5)
+    assert sum(predictor.predict([session.item(vector)]).values()) == pytest.approx(1.0, abs=1e-5)
