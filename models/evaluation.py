@@ -162,6 +162,8 @@ def evaluate(
     is_shift = np.array([w.key in shifts for w in windows])
     if predictions is not None:
         write_predictions(predictions, samples, windows, probs, target_set)
+    if not is_shift.any():  # clips without dialogues (acted corpora, folders): no turn follows another
+        return scores
     return scores.with_subsets({"shift": score(y_true[is_shift], probs[is_shift].argmax(1), target_set.labels, probs=probs[is_shift])})
 
 

@@ -3,6 +3,7 @@ the predictor's per-session state, training's simulated sessions, the ``folders`
 
 from __future__ import annotations
 
+import json
 import wave
 from pathlib import Path
 
@@ -220,3 +221,21 @@ valid_speakers = ["1004"]
     np.testing.assert_allclose(session.item(vector).audio,
                                SpeakerNormaliser(loaded.norm_prior()).normalise("A", train_rows[0]), rtol=1e-5)
     assert sum(predictor.predict([session.item(vector)]).values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_evaluate_scores_a_folders_tree_audio_only(tmp_path, monkeypatch, capsys):
+    """The check a user runs on their own corpus: clips without dialogues (no 'shift' subset),
+    speakers from URDU file names, the shipped checkpoint, audio only, core4."""
+    from streamer.cli import main
+
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    t = np.arange(16000) / 16000
+    for i, (label, hz) in enumerate([("Angry", 220.0), ("Happy", 330.0), ("Neutral", 180.0), ("Sad", 140.0)] * 2):
+        _write_wav(tmp_path / "urdu" / label / f"S{'MF'[i % 2]}{i % 3 + 1}_F1_{label[0]}{i:03d}.wav",
+                   0.3 * np.sin(2 * np.pi * hz * t) * np.hanning(len(t)))
+    code = main(["evaluate", "--dataset", "folders", "--data", str(tmp_path / "urdu"), "--modalities", "audio",
+                 "--labels", "core4", "--json"])
+    assert code in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 8 and result["labels"] == ["neutral", "happy", "sad", "angry"]
+    assert sum(map(sum, result["confusion"])) == 8
