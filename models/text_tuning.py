@@ -11,7 +11,11 @@ corpus nor a majority class (DailyDialog's 80 % neutral) sets the embedding's ha
 
 The layers below the tuned ones are frozen, so their output is computed once per distinct
 utterance (without dropout) and the tuned layers run on it (:func:`models.frontends.text.top_layers`); the embedding
-is the same as the whole model's (a test checks it). The output is a safetensors file with the
+is the same as the whole model's (a test checks it). With ``spoken_text`` an utterance is
+trained, with that probability each time it is drawn, in the form Whisper tends to write it
+(:func:`models.whisper_style.whisper_form`, one form per utterance); with ``heard_text`` in what
+the pipeline heard of it (``heard_text_file``, where it was rendered), so the embedding stops
+keying on marks that speech does not carry. The output is a safetensors file with the
 tuned layers only (fp16, 3.5 MB per MiniLM layer, 14 MB per MPNet layer) and the base's name in its
 metadata; the runtime loads it over that base (:class:`models.frontends.text.TextEncoder`). The fusion
 model is then trained on the tuned embeddings (``text_encoder`` in its config). Utterances are
@@ -24,7 +28,7 @@ import json
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,9 @@ from .frontends.text import TextEncoder, mean_pool, token_states, top_layers
 from .labels import LabelSet, fold_matrix, label_set
 from .losses import partial_cross_entropy
 from .metrics import Scores, score
-from .training import split_draw
+from .training import load_heard, split_draw
 from .training_config import TrainConfig
+from .whisper_style import whisper_form
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +58,34 @@ class Example:
     label: int  # class index, -1 for a partial label
     target: tuple[float, ...]  # [C]
     support: tuple[bool, ...]  # [C]
+    spoken: str = ""  # the text as Whisper tends to write it ("" when not made)
+    heard: str = ""  # what the pipeline heard of it ("" when it was not rendered)
 
 
-def training_examples(samples: list[Sample], labels: LabelSet) -> list[Example]:
-    """Labelled, non-empty utterances the label set can represent, with their partial targets."""
+def training_examples(samples: list[Sample], labels: LabelSet, seed: int | None = None,
+                      heard: dict[str, str] | None = None) -> list[Example]:
+    """Labelled, non-empty utterances the label set can represent, with their partial targets;
+    with a ``seed``, each one's Whisper-style form; with ``heard`` (sample id -> transcript), what
+    the pipeline heard of it."""
     out = []
     for s in samples:
         if s.label is None or not (s.text or "").strip():
             continue
         made = labels.partial_target(s.label, s.dataset)
         if made is not None:
-            out.append(Example(s.text, *made))
+            spoken = whisper_form(s.text, random.Random(f"{seed}:{s.id}")) if seed is not None else ""
+            out.append(Example(s.text, *made, spoken=spoken, heard=(heard or {}).get(s.id, "")))
     return out
+
+
+def trained_form(example: Example, spoken: float, heard: float, rng: random.Random) -> Example:
+    """The example as trained this time: in its heard form with probability ``heard`` (where it has
+    one), else in its Whisper-style form with probability ``spoken``, else as written."""
+    if heard and example.heard and rng.random() < heard:
+        return replace(example, text=example.heard)
+    if spoken and example.spoken and rng.random() < spoken:
+        return replace(example, text=example.spoken)
+    return example
 
 
 def balanced_draw(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
@@ -166,18 +187,20 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
     labels = config.labels
     train: dict[str, list[Example]] = {}
     valid: dict[str, tuple[list[Sample], LabelSet]] = {}
+    heard = load_heard(Path(config.heard_text_file)) if config.heard_text else {}
     for spec in config.datasets:
         if spec.modality != "text":
             raise UserError(f"tune-text trains on text corpora; {spec.name} is {spec.modality}")
         samples = load_dataset(spec.name, spec.path).samples
-        train[spec.name] = training_examples(split_draw(samples, spec.train, spec.max_dialogues, config.seed), labels)
+        train[spec.name] = training_examples(split_draw(samples, spec.train, spec.max_dialogues, config.seed), labels,
+                                             config.seed if config.spoken_text else None, heard.get(spec.name))
         va = split_draw(samples, spec.valid, spec.max_dialogues, config.seed)
         if va:
             valid[spec.name] = (va, label_set(spec.valid_labels) if spec.valid_labels else labels)
         log.info("%s: %d training utterances, %d validation", spec.name, len(train[spec.name]), len(va))
     encoder = TextEncoder(config.text_encoder or None, max_tokens=config.max_tokens)
     tuner = Tuner(encoder, len(labels.labels), config.tune_layers)
-    tuner.precompute([e.text for ex in train.values() for e in ex]
+    tuner.precompute([t for ex in train.values() for e in ex for t in (e.text, e.spoken, e.heard) if t]
                      + [s.text for samples, _ in valid.values() for s in samples if (s.text or "").strip()])
     optimizer = torch.optim.AdamW([
         {"params": [p for p in tuner.model.parameters() if p.requires_grad], "lr": config.lr},
@@ -185,7 +208,8 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
     ], weight_decay=config.weight_decay)
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(config.epochs):
-        drawn = [e for name, ex in train.items() for e in balanced_draw(ex, config.corpus_epoch_size, rng)]
+        drawn = [trained_form(e, config.spoken_text, config.heard_text, rng)
+                 for ex in train.values() for e in balanced_draw(ex, config.corpus_epoch_size, rng)]
         total = 0.0
         for i, batch in enumerate(length_batches(drawn, config.batch_size, rng)):
             logits = tuner([e.text for e in batch])
@@ -211,6 +235,8 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
             if stale >= config.patience:
                 break
     report = {"name": config.name, "base": encoder.base.name, "tune_layers": config.tune_layers, "label_set": labels.name,
+              "spoken_text": config.spoken_text, "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
+              "heard_utterances": sum(bool(e.heard) for ex in train.values() for e in ex),
               "best_valid_uwf1": round(best, 4), "history": history}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(best_state, str(out), metadata={"base": encoder.base.name, "training": json.dumps(report)})

@@ -10,7 +10,8 @@ three kinds of windows (see the model card):
 
 Modality dropout hides the target's audio or text of a pseudo-pair with probability
 ``modality_dropout`` each (never both). With ``spoken_text`` a window's texts are, with that
-probability, in the form a speech recogniser writes them (:func:`spoken_form`); with
+probability, in the form Whisper tends to write them (:func:`models.whisper_style.whisper_form`,
+one draw per utterance and seed); with
 ``heard_text`` they are what the pipeline's transcriber heard of the rendered turns
 (``heard_text_file``, from ``scripts/heard_text.py``). Alignment and matching losses use the
 windows whose target has both modalities.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +45,7 @@ from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
 from .training_config import TrainConfig
+from .whisper_style import whisper_form
 from .windows import MISSING, Window, build_windows, collate, pseudo_pairs, support_mask
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,6 @@ class Corpus:
     spoken_rows: dict[int, int]  # text row -> row of its spoken form, where that differs
     heard_rows: dict[int, int] = field(default_factory=dict)  # text row -> row of what the pipeline heard of it
     speaker_norm: dict | None = None  # Checkpoint.speaker_norm: the prior of per-speaker online normalisation
-
-
-def spoken_form(text: str) -> str:
-    """The text as a speech recogniser writes it: no exclamation marks ("!" -> ".", "?!" -> "?").
-
-    Whisper rarely writes "!" from speech, least of all from a flat synthetic voice, so a model
-    that learned "!" as its cue for anger or joy loses it end to end: the shipped default of round
-    3 scored UA .756 on the written dev dialogues and .690 on the same text without "!".
-    """
-    return re.sub(r"[!?]*![!?]*", lambda m: "?" if "?" in m.group() else ".", text)
 
 
 def load_heard(path: Path) -> dict[str, dict[str, str]]:
@@ -152,7 +143,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             text_rows = list(range(n_text, n_text + len(samples)))
             n_text += len(samples)
             if config.spoken_text:
-                said = {s.id: spoken_form(s.text or "") for s in samples}
+                said = {s.id: whisper_form(s.text or "", random.Random(f"{config.seed}:{s.id}"))
+                        for s in samples if in_split(s, spec.train)}  # validation windows keep their text
                 n_text = add_forms(samples, text_rows, said, frontends["text"], text_parts, n_text, spoken_rows)
             if config.heard_text:
                 n_text = add_forms(samples, text_rows, heard.get(spec.name, {}), frontends["text"], text_parts,
@@ -252,8 +244,8 @@ def truncate_context(windows: Sequence[Window], p: float, rng: random.Random) ->
 def speak_windows(windows: Sequence[Window], spoken_rows: dict[int, int], p: float,
                   rng: random.Random) -> list[Window]:
     """With probability p, a window's texts in another form (``spoken_rows``: text row -> row of
-    that form; the spoken form of :func:`spoken_form`, or what the pipeline heard), all of them at
-    once, as the runtime's transcripts of one conversation would be."""
+    that form; Whisper's style of :func:`models.whisper_style.whisper_form`, or what the pipeline
+    heard), all of them at once, as the runtime's transcripts of one conversation would be."""
     if p <= 0 or not spoken_rows:  # draws nothing: runs without it stay reproducible
         return list(windows)
     return [replace(w, text_rows=tuple(spoken_rows.get(r, r) for r in w.text_rows)) if rng.random() < p else w

@@ -61,7 +61,7 @@ class TrainConfig:
     modality_dropout: float = 0.2
     context_truncation: float = 0.0  # probability of cutting a window's context to a random length
     shift_boost: int = 0  # emotion-change targets enter each epoch's draw 1 + shift_boost times
-    spoken_text: float = 0.0  # probability of a window's texts in their spoken form (no "!")
+    spoken_text: float = 0.0  # probability of a window's (tune-text: an utterance's) texts as Whisper tends to write them
     heard_text: float = 0.0  # probability of a window's texts as the pipeline heard them (heard_text_file)
     heard_text_file: str = ""  # scripts/heard_text.py's JSONL: transcripts of rendered training turns
     pseudo_pairs: bool = False
