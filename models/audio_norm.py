@@ -19,7 +19,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .data.sample import Sample
 
 PRIOR_CLIPS = 10.0  # the training statistics count as this many clips of every speaker
 EPS = 1e-5  # added to standard deviations
@@ -72,6 +77,17 @@ class SpeakerNormaliser:
     def clips_of(self, key: Hashable) -> int:
         """How many vectors of ``key`` the statistics hold."""
         return self._n.get(key, 0)
+
+
+def sample_sessions(samples: Sequence["Sample"]) -> tuple[list[str], bool]:
+    """How a live session meets a corpus's clips: each sample's session key, and whether the
+    order of ``samples`` is the sessions' order (for :func:`normalise_sessions`). Dialogues
+    (e.g. rendered ones): one session per dialogue and speaker, in the corpus's turn order;
+    clips without a dialogue (acted corpora, folders): one session per speaker, in a random
+    order (a speaker "unknown" is one session over all such clips)."""
+    if all(s.dialogue is not None for s in samples):
+        return [f"{s.dataset}|{s.dialogue}|{s.speaker}" for s in samples], True
+    return [f"{s.dataset}|{s.speaker}" for s in samples], False
 
 
 def normalise_sessions(x: np.ndarray, keys: Sequence[Hashable], prior: NormPrior, seed: int = 0,

@@ -76,12 +76,13 @@ class Checkpoint:
         return NormPrior(self.speaker_norm["mean"].double().numpy(), self.speaker_norm["std"].double().numpy(),
                          float(self.speaker_norm["prior_clips"]))
 
-    def prepare_audio(self, raw: np.ndarray, speakers: list[str], seed: int = 0) -> torch.Tensor:
-        """A clip set's raw acoustic vectors [N, audio_dim] as the network reads them: each
-        speaker's clips one session in a seeded random order (with ``speaker_norm``; a speaker
-        "unknown" is one session over all its clips), then standardised. Returns float32 [N, audio_dim]."""
+    def prepare_audio(self, raw: np.ndarray, sessions: list[str], ordered: bool = False, seed: int = 0) -> torch.Tensor:
+        """A clip set's raw acoustic vectors [N, audio_dim] as the network reads them: with
+        ``speaker_norm``, normalised per session key (:func:`models.audio_norm.sample_sessions`:
+        a speaker, or a dialogue's speaker) in a seeded random order or, with ``ordered``, in the
+        given order; then standardised. Returns float32 [N, audio_dim]."""
         prior = self.norm_prior()
-        x = normalise_sessions(raw, speakers, prior, seed) if prior is not None and len(raw) else raw
+        x = normalise_sessions(raw, sessions, prior, seed, ordered) if prior is not None and len(raw) else raw
         return self.standardise_audio(torch.from_numpy(np.asarray(x, dtype=np.float32)))
 
     def save(self, path: Path) -> str:

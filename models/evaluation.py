@@ -20,6 +20,7 @@ import torch
 
 from models.errors import UserError
 
+from .audio_norm import sample_sessions
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
@@ -72,8 +73,9 @@ def text_features(samples: list[Sample], checkpoint: Checkpoint) -> tuple[list[i
 
 def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str | None) -> tuple[list[int], torch.Tensor]:
     """Rows (MISSING where no audio) and the standardised Whisper table [N_audio, 768] (normalised
-    per speaker first where the checkpoint wants it: each speaker's clips one session in a seeded
-    random order, all clips of speaker "unknown" one session; :meth:`Checkpoint.prepare_audio`)."""
+    per speaker first where the checkpoint wants it, as training did: each speaker's clips one
+    session in a seeded random order, all clips of speaker "unknown" one session, a dialogue's
+    speaker one session in turn order; :func:`models.audio_norm.sample_sessions`)."""
     from .features import audio_matrix
     from .frontends.whisper import WhisperEncoder
 
@@ -82,7 +84,7 @@ def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str
     with_audio = [s for s in samples if s.audio_path]
     counter = iter(range(len(with_audio)))
     rows = [next(counter) if s.audio_path else MISSING for s in samples]
-    return rows, checkpoint.prepare_audio(audio_matrix(with_audio, encoder), [s.speaker for s in with_audio])
+    return rows, checkpoint.prepare_audio(audio_matrix(with_audio, encoder), *sample_sessions(with_audio))
 
 
 def evaluate(

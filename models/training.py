@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from models.errors import UserError
 
-from .audio_norm import NormPrior, normalise_sessions
+from .audio_norm import NormPrior, normalise_sessions, sample_sessions
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .data.sample import Sample, dialogues, parse_split
@@ -151,7 +151,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
                                    n_text, heard_rows)
         if spec.modality in ("audio", "both"):
             audio_parts.append(audio_matrix(samples, frontends["audio"]))
-            audio_sessions.append(session_keys(samples))
+            audio_sessions.append(sample_sessions(samples))
             audio_rows = list(range(n_audio, n_audio + len(samples)))
             n_audio += len(samples)
         position = {id(s): i for i, s in enumerate(samples)}
@@ -205,20 +205,10 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     )
 
 
-def session_keys(samples: Sequence[Sample]) -> tuple[list[str], bool]:
-    """How a live session would meet a corpus's clips, for per-speaker online normalisation:
-    the key of each sample's session and whether the order of ``samples`` is the session's order.
-    Dialogues (e.g. rendered ones): one session per dialogue and speaker, in turn order; clips
-    without a dialogue (acted corpora): one session per speaker, in a random order."""
-    if all(s.dialogue is not None for s in samples):
-        return [f"{s.dataset}|{s.dialogue}|{s.speaker}" for s in samples], True
-    return [f"{s.dataset}|{s.speaker}" for s in samples], False
-
-
 def normalise_corpus(audio: np.ndarray, sessions: Sequence[tuple[list[str], bool]], prior: NormPrior,
                      seed: int) -> np.ndarray:
-    """Raw acoustic vectors [Na, Da], the concatenation of parts with :func:`session_keys`
-    ``sessions``, normalised per speaker as sessions (:func:`models.audio_norm.normalise_sessions`)."""
+    """Raw acoustic vectors [Na, Da], the concatenation of parts with
+    :func:`models.audio_norm.sample_sessions` ``sessions``, normalised per speaker as sessions (:func:`models.audio_norm.normalise_sessions`)."""
     parts, start = [], 0
     for keys, ordered in sessions:
         parts.append(normalise_sessions(audio[start : start + len(keys)], keys, prior, seed, ordered))

@@ -71,6 +71,17 @@ def test_sessions_are_causal_seeded_and_ordered_on_request():
     np.testing.assert_allclose(ordered[2], normaliser.normalise("a", x[2]))
 
 
+def test_sessions_of_samples_dialogue_speakers_in_order_else_speakers_shuffled():
+    from models.audio_norm import sample_sessions
+    from models.data.sample import Sample
+
+    turns = [Sample(f"t{i}", "manifest", "neu", None, "AB"[i % 2], dialogue=f"d{i // 4}", turn=i % 4) for i in range(8)]
+    keys, ordered = sample_sessions(turns)
+    assert ordered and keys[:3] == ["manifest|d0|A", "manifest|d0|B", "manifest|d0|A"] and keys[4] == "manifest|d1|A"
+    clips = [Sample(f"c{i}", "folders", "sad", None, "unknown") for i in range(3)]
+    assert sample_sessions(clips) == (["folders|unknown"] * 3, False)
+
+
 def _checkpoint(speaker_norm: dict | None) -> Checkpoint:
     return Checkpoint(network={}, label_set=label_set("core4"), frontends={}, state_dict={"w": torch.ones(2)},
                       audio_mean=torch.full((3,), 0.5), audio_std=torch.full((3,), 2.0), speaker_norm=speaker_norm)
