@@ -17,7 +17,9 @@ Fit: within-class scatter S_w and between-class scatter S_b of the unit embeddin
 towards a multiple of the identity (SHRINKAGE, against its 87-class estimate's noise), whitened,
 and the top DIMENSIONS directions of the whitened S_b kept: projection [DIMENSIONS, 192], float32,
 saved as safetensors with a ``.sha256`` sidecar. The settings were chosen on the end-to-end dev
-voices and TurEV-DB (docs/benchmarks.md, "Speaker attribution").
+voices and TurEV-DB (docs/benchmarks.md, "Speaker attribution"). Beside it, ``voice_means``
+[87, 192]: each training voice's unit mean embedding, against which
+``VoiceProjection.synthetic_likeness`` tells whether a print sounds like such a voice (round 7).
 
 ``--embeddings``: keep the rendered turns' embeddings in an .npz file (no pickle) and reuse it.
 """
@@ -94,6 +96,13 @@ def fit_lda(embeddings: np.ndarray, labels: np.ndarray, dimensions: int, shrinka
     return (whiten @ directions[:, ::-1][:, :dimensions]).T
 
 
+def voice_means(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each voice's mean of the unit embeddings [n, d], unit length: [n_voices, d], voices sorted."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    means = np.stack([x[labels == voice].mean(axis=0) for voice in np.unique(labels)])
+    return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iemocap", type=Path, default=ROOT.parent / "shared/data/text/iemocap/iemocap_text.jsonl")
@@ -116,8 +125,11 @@ def main() -> None:
         "what": "shrinkage LDA of unit CAM++ embeddings over espeak-ng voices (scripts/train_voice_projection.py)",
         "classes": str(len(set(labels))), "turns": str(len(labels)),
         "dimensions": str(DIMENSIONS), "shrinkage": str(SHRINKAGE),
+        "voice_means": "each voice's unit mean embedding [classes, 192] (synthetic likeness, round 7)",
     }
-    save_file({"projection": torch.from_numpy(projection.astype(np.float32)).contiguous()}, str(args.out), metadata=metadata)
+    tensors = {"projection": projection, "voice_means": voice_means(embeddings, labels)}
+    tensors = {name: torch.from_numpy(value.astype(np.float32)).contiguous() for name, value in tensors.items()}
+    save_file(tensors, str(args.out), metadata=metadata)
     digest = sha256_of(args.out)
     args.out.with_suffix(args.out.suffix + ".sha256").write_text(f"{digest}  {args.out.name}\n")
     print(f"{args.out}: {projection.shape}, {len(set(labels))} voices, {len(labels)} turns, sha256 {digest}")

@@ -27,6 +27,7 @@ from streamer.speakers import (
     make_attributor,
     project_voice,
     shared_embedder,
+    synthetic_likeness,
     two_means,
     voice_print,
 )
@@ -109,6 +110,14 @@ def test_one_voice_with_a_high_distance_stays_a(dialogue):
     same_voice = [u for voice, u in dialogue if voice == "en-us"]
     config = SpeakerConfig(feature=VoiceFeature.PITCH_MFCC, new_speaker_distance=3.0)
     assert attribute(config, same_voice) == [Speaker.A] * len(same_voice)
+
+
+@needs_weights
+def test_espeak_voices_sound_synthetic(dialogue):
+    """Both voices of the dialogue, neither of which the projection was fitted on, pass the
+    projected rule's synthetic gate on every turn."""
+    embedder = shared_embedder()
+    assert min(synthetic_likeness(embedder.embed(u.audio)) for _, u in dialogue) > EmbeddingClustering.SYNTHETIC_GATE
 
 
 def test_one_voice_stays_a_with_campplus_defaults(dialogue):
@@ -255,6 +264,22 @@ def test_campplus_mfcc_print_is_a_unit_embedding_then_a_weighted_unit_cepstrum(d
     assert np.allclose(vp[:EMBEDDING_DIM], shared_embedder().embed(audio))
 
 
+@needs_weights
+def test_campplus_mfcc_attributor_embeds_the_print_window_and_reads_cepstra_of_the_whole_utterance(dialogue):
+    """An utterance longer than PRINT_S: CAM++ embeds ``print_audio`` (its central 2.5 s here), the
+    MFCC half reads all of it, as ``voice_print`` does for audio (it read the window until round 7)."""
+    from streamer.speakers import PRINT_S, print_audio
+
+    audio = np.concatenate([u.audio for _, u in dialogue[:3]])
+    assert len(audio) > 1.5 * PRINT_S * SAMPLE_RATE
+    long = utterance(0, audio)
+    vp = make_attributor(SpeakerConfig(feature=VoiceFeature.CAMPPLUS_MFCC)).print_of(long, None)
+    np.testing.assert_allclose(vp, voice_print(VoiceFeature.CAMPPLUS_MFCC, audio, window=print_audio(long)))
+    np.testing.assert_allclose(vp[:EMBEDDING_DIM], shared_embedder().embed(print_audio(long)))
+    window_only = voice_print(VoiceFeature.CAMPPLUS_MFCC, print_audio(long))
+    assert not np.allclose(vp[EMBEDDING_DIM:], window_only[EMBEDDING_DIM:])  # the cepstra of all of it
+
+
 # --- online clustering on synthetic embedding sequences ---------------------------------------
 
 DIM = 32
@@ -369,6 +394,24 @@ def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: f
     assert EmbeddingClustering(0.35).assign_print(near, 2.0) is Speaker.A  # without a projection: the raw rule alone
 
 
+@pytest.mark.parametrize("likeness, opens_b", [(0.7, True), (EmbeddingClustering.SYNTHETIC_GATE - 0.01, False), (0.25, False)])
+def test_the_projected_rule_acts_only_on_voices_that_sound_synthetic(likeness: float, opens_b: bool):
+    """The tight groups of the test above (spread 0.1, 0.5 apart in the projected space, 0.1 in
+    the raw one) open B only while both groups' mean synthetic likeness exceeds SYNTHETIC_GATE;
+    a real voice (likeness about 0.25) is left to the raw rules, which keep all on A."""
+    rng = np.random.default_rng(6)
+    near = 0.9 * basis(0) + np.sqrt(1 - 0.9**2) * basis(2)  # raw distance 0.1 from A
+    projected = {0: basis(0), 1: 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(1)}
+
+    def project(embedding: np.ndarray) -> np.ndarray:
+        return voice(projected[int(embedding @ near > embedding @ basis(0))], rng, noise=np.sqrt(1 / 0.9**2 - 1))
+
+    clustering = EmbeddingClustering(0.35, project=project, synthetic=lambda embedding: likeness)
+    speakers = [clustering.assign_print(near if t else basis(0), 2.0) for t in [0, 1] * 8]
+    assert (speakers[-4:] == [Speaker.A, Speaker.B] * 2) is opens_b
+    assert opens_b or speakers == [Speaker.A] * 16
+
+
 @pytest.mark.parametrize("hold, kept", [(EmbeddingClustering.RAW_HOLD, True), (0.0, False)])
 def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, kept: bool):
     """B's first four 2 s turns lie 0.6 from A's voice and open B; its later turns come to 0.3, so
@@ -395,6 +438,10 @@ def test_voice_projection_loads_and_maps_to_unit_vectors(tmp_path: Path):
     out = project_voice(embedding)
     assert out.shape == (k,) and abs(np.linalg.norm(out) - 1.0) < 1e-9
     np.testing.assert_allclose(out, projection.project(3.0 * embedding))  # scale-free
+    means = projection.voice_means  # the training voices' unit mean embeddings
+    assert means.shape[1] == EMBEDDING_DIM and np.allclose(np.linalg.norm(means, axis=1), 1.0, atol=1e-6)
+    assert abs(synthetic_likeness(2.0 * means[3]) - 1.0) < 1e-6
+    assert synthetic_likeness(embedding) < EmbeddingClustering.SYNTHETIC_GATE  # a random direction
     corrupt = tmp_path / PROJECTION.name
     corrupt.write_bytes(PROJECTION.read_bytes()[:-1] + b" ")
     (tmp_path / (PROJECTION.name + ".sha256")).write_text((PROJECTION.parent / (PROJECTION.name + ".sha256")).read_text())
