@@ -16,7 +16,8 @@ Definitions (also in docs/benchmarks.md, "End to end from speech"):
   (per turn, not per mark). On the true segments the transcript is the turn's own; in a pipeline
   run it is the matched utterance's (which may hold a neighbouring turn the VAD merged with it).
 - **speaker accuracy**: share of matched turns whose speaker is right under the better of the two
-  labelings (A/B as is, or swapped) of each dialogue.
+  labelings (A/B as is, or swapped) of each dialogue, as each utterance was emitted; **revised**:
+  the same with the speakers as the stream's later ``speaker_revisions`` name them.
 - **UA / WF1**: over the turns whose corpus label the model's label set holds; a missed turn counts
   as wrong (predicted class -1). **change accuracy**: accuracy on the scored turns whose class
   differs from the previous scored turn's in the same dialogue.
@@ -48,6 +49,7 @@ class Span:
     text: str
     speaker: str
     emotion: str
+    revised_speaker: str | None = None  # the speaker the stream's latest revision names; None: unrevised
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class DialogueScore:
     found: tuple[bool, ...]  # covered >= MIN_COVER
     speaker_correct: int  # matched turns with the right speaker, best A/B mapping
     speaker_matched: int  # matched turns
+    revised_speaker_correct: int  # the same, with the speakers as finally revised
     y_true: tuple[int, ...]  # scored turns only
     y_pred: tuple[int, ...]  # MISSED where no span overlaps
     change: tuple[bool, ...]  # scored turn whose class differs from the previous scored turn's
@@ -183,11 +186,11 @@ def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Seq
     """Compare one dialogue's emitted spans with its true turns. labels: the model's classes."""
     spans = sorted(spans, key=lambda s: s.start)
     matches = [best_match(t, spans) for t in turns]
-    same = swapped = 0
-    for turn, m in zip(turns, matches):
-        if m is not None:
-            same += spans[m].speaker == turn.speaker
-            swapped += spans[m].speaker != turn.speaker
+    def correct(speaker_of: Callable[[Span], str]) -> int:
+        """Matched turns whose speaker is right, under the better of the two A/B labelings."""
+        same = sum(speaker_of(spans[m]) == t.speaker for t, m in zip(turns, matches) if m is not None)
+        return max(same, sum(m is not None for m in matches) - same)
+
     y_true, y_pred, change, previous = [], [], [], None
     for turn, m in zip(turns, matches):
         if turn.label is None:
@@ -199,7 +202,8 @@ def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Seq
         previous = turn.label
     return DialogueScore(
         found=tuple(coverage(t, spans) >= MIN_COVER for t in turns),
-        speaker_correct=max(same, swapped), speaker_matched=same + swapped,
+        speaker_correct=correct(lambda span: span.speaker), speaker_matched=sum(m is not None for m in matches),
+        revised_speaker_correct=correct(lambda span: span.revised_speaker or span.speaker),
         y_true=tuple(y_true), y_pred=tuple(y_pred), change=tuple(change),
         reference=" ".join(t.text for t in turns), hypothesis=" ".join(s.text for s in spans),
         matched_texts=tuple((t.text, spans[m].text) for t, m in zip(turns, matches) if m is not None),
@@ -226,6 +230,7 @@ def aggregate(scores: Sequence[DialogueScore], labels: Sequence[str]) -> dict[st
         "wer": corpus_wer([s.reference for s in scores], [s.hypothesis for s in scores]),
         "wer_basic": corpus_wer([s.reference for s in scores], [s.hypothesis for s in scores], normalise_basic),
         "speaker_accuracy": sum(s.speaker_correct for s in scores) / matched if matched else 0.0,
+        "speaker_accuracy_revised": sum(s.revised_speaker_correct for s in scores) / matched if matched else 0.0,
         "ua": emotion.ua,
         "wf1": emotion.wf1,
         "change_accuracy": float(np.mean(y_true[change] == y_pred[change])) if change.any() else 0.0,

@@ -135,6 +135,7 @@ class _TimedSink(MemorySink):
 
 def replay(path: Path, pipeline, settings: Settings, realtime: bool, model_set: LabelSet) -> Replay:
     """Run one file through ``run_session`` as ``emostream replay`` does (fast or real-time clock)."""
+    from streamer.records import latest_speakers
     from streamer.session import run_session
     from streamer.sinks.base import RunState, Sinks
     from streamer.sources import FastClock, RealTimeClock, open_file, paced
@@ -150,7 +151,9 @@ def replay(path: Path, pipeline, settings: Settings, realtime: bool, model_set: 
 
     run_session(blocks(), pipeline, Sinks([sink]), settings, RunState.REPLAYING, speed=1.0 if realtime else None)
     emotions = folded_labels([e.emotions for e in sink.events], model_set)
-    spans = [Span(e.start, e.end, e.text, e.speaker.value, emotion) for e, emotion in zip(sink.events, emotions)]
+    revised = latest_speakers(sink.events)
+    spans = [Span(e.start, e.end, e.text, e.speaker.value, emotion, r.speaker.value)
+             for e, r, emotion in zip(sink.events, revised, emotions)]
     delays = [1000 * (t - origin[0] - e.end) for e, t in zip(sink.events, sink.emitted)] if realtime else []
     return Replay(spans, [e.latency_ms for e in sink.events], delays)
 
@@ -302,6 +305,14 @@ def _exclaimed(figures: dict) -> str:
     return f"{e['both']}/{e['reference']}, {e['both']}/{e['hypothesis']}"
 
 
+def _speakers(figures: dict) -> str:
+    """Speaker accuracy as emitted, and "→ revised" where the stream's revisions changed it."""
+    revised = figures.get("speaker_accuracy_revised")
+    if revised is None or abs(revised - figures["speaker_accuracy"]) < 5e-4:
+        return _f(figures["speaker_accuracy"])
+    return f"{_f(figures['speaker_accuracy'])} → {_f(revised)}"
+
+
 def markdown(result: dict) -> str:
     lines = [
         '| set | run | seg. recall | WER (basic norm.) | "!" recall, precision | speaker acc. | UA | WF1 | change acc. | latency p50/p95 ms | turns (scored) |',
@@ -315,7 +326,7 @@ def markdown(result: dict) -> str:
         for key, r in per_set.get("runs", {}).items():
             extra = f" (speech end→event {_f(r['speech_end_to_event_p50_ms'], 0)}/{_f(r['speech_end_to_event_p95_ms'], 0)})" if "speech_end_to_event_p50_ms" in r else ""
             lines.append(
-                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_wer(r)} | {_exclaimed(r)} | {_f(r['speaker_accuracy'])} | "
+                f"| {name} | {key} | {_f(r['segmentation_recall'])} | {_wer(r)} | {_exclaimed(r)} | {_speakers(r)} | "
                 f"{_f(r['ua'])} | {_f(r['wf1'])} | {_f(r['change_accuracy'])} | "
                 f"{_f(r['latency_p50_ms'], 0)}/{_f(r['latency_p95_ms'], 0)}{extra} | {r['turns']} ({r['scored_turns']}) |"
             )

@@ -232,7 +232,9 @@ def main() -> int:
         utterances = [r for _, r in res.utterances]
         model_set = LabelSet("model", tuple(utterances[0]["model"]["labels"].split(","))) if utterances else SCORED
         emotions = folded_labels([u["emotions"] for u in utterances], model_set)
-        spans = [Span(u["start"], u["end"], u["text"], u["speaker"], e) for u, e in zip(utterances, emotions)]
+        revised = {r["id"]: r["speaker"] for u in utterances for r in u["speaker_revisions"]}  # the latest wins
+        spans = [Span(u["start"], u["end"], u["text"], u["speaker"], e, revised.get(u["id"]))
+                 for u, e in zip(utterances, emotions)]
         scores.append(score_dialogue(true_turns(res.recording), spans, SCORED.labels))
     figures = aggregate(scores, SCORED.labels)
     report = {
@@ -249,6 +251,7 @@ def main() -> int:
         if latencies else {},
         "segmentation_recall": round(figures["segmentation_recall"], 3), "wer": round(figures["wer"], 3),
         "speaker_accuracy": round(figures["speaker_accuracy"], 3),
+        "speaker_accuracy_revised": round(figures["speaker_accuracy_revised"], 3),
         "server_cpu_s": round(server_cpu_s, 1),
         "audio_s": round(sum(r.duration for r in recordings), 1),
         "load_average_before": load_before, "load_average_after": load_after, "cpus": os.cpu_count(),

@@ -40,7 +40,7 @@ from .framing import Framer
 from .records import AudioBlock, EmotionEvent, PartialEvent, Speaker, Transcript, Utterance
 from .segmenter import Segmenter, SegmenterConfig
 from .speaker_change import SpeakerChangeConfig, SpeakerChangeDetector
-from .speakers import SpeakerAttributor
+from .speakers import SpeakerAttributor, SpeakerRevisions
 from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ class Pipeline:
     by voice when the utterance ends, interim results carry none, and an utterance is cut where
     the voice changes at an inner pause (``segmenter.voice_change_distance``).
     wall_clock: seconds, monotonic; used only for latency.
+
+    Speaker revisions: where the attributor revisits earlier utterances (``names()``, the online
+    clustering of mono voices), each event lists the earlier utterances whose speaker the new
+    evidence changed (``EmotionEvent.revisions``, :class:`SpeakerRevisions`), and the dialogue
+    context takes the new speaker tags; emotions already emitted are not re-scored.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class Pipeline:
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, dict[tuple[int, int], Heard]] = {}  # channel -> {(id, samples): prepared}
         self._said: deque[str] = deque(maxlen=8)  # the last events' texts: the transcriber's prompt
+        self.revisions = SpeakerRevisions()
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
         self.model_identity = predictor.identity()
@@ -213,15 +219,26 @@ class Pipeline:
             return None
         self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
-        window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end)
+        revisions = self._revisions(utterance.id, speaker)
+        window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end,
+                                   key=utterance.id)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
             start=utterance.start, end=utterance.end, text=transcript.text,
             emotions=emotions, latency_ms=1000.0 * (self.wall_clock() - decided),
             model=self.model_identity, asr=self.asr_identity,
-            context_size=min(len(window), self.predictor.max_context),
+            context_size=min(len(window), self.predictor.max_context), revisions=revisions,
         )
+
+    def _revisions(self, utterance_id: int, speaker: Speaker) -> tuple[tuple[int, Speaker], ...]:
+        """Note the new utterance's speaker; return the revisions of earlier ones (and relabel
+        them in the context)."""
+        names = self.attributor.names() if hasattr(self.attributor, "names") else None
+        revisions = self.revisions.note(utterance_id, speaker, names)
+        for earlier, name in revisions:
+            self.context.relabel(earlier, name.value)
+        return revisions
 
     def _partial(self, utterance: Utterance) -> PartialEvent | None:
         """Score the audio so far; None while Whisper hears no words in it yet."""

@@ -6,7 +6,8 @@ reproduces the same records whatever the machine's speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import ClassVar
 
@@ -117,6 +118,8 @@ class EmotionEvent:
     model: dict[str, str]  # checkpoint identity (name, sha256, labels)
     asr: dict[str, str]  # ASR model identity
     context_size: int  # utterances (including this one) the model saw
+    # (id, speaker) of earlier utterances whose speaker this one's evidence changed, oldest first
+    revisions: tuple[tuple[int, Speaker], ...] = ()
 
     @property
     def emotion(self) -> str:
@@ -141,9 +144,22 @@ class EmotionEvent:
             "confidence": round(self.confidence, 4),
             "latency_ms": round(self.latency_ms, 1),
             "context_size": self.context_size,
+            "speaker_revisions": [{"id": i, "speaker": speaker.value} for i, speaker in self.revisions],
             "model": self.model,
             "asr": self.asr,
         }
+
+
+def revised(events: Sequence[EmotionEvent], revisions: Iterable[tuple[int, Speaker]]) -> list[EmotionEvent]:
+    """``events`` with the speakers that ``revisions`` ((id, speaker) pairs) name put right."""
+    speakers = dict(revisions)
+    return [replace(e, speaker=speakers[e.id]) if e.id in speakers else e for e in events]
+
+
+def latest_speakers(events: Sequence[EmotionEvent]) -> list[EmotionEvent]:
+    """``events`` (in the order they were emitted) with every speaker as the latest event's
+    ``revisions`` name it: the attribution a reader of the whole stream ends with."""
+    return revised(events, [r for e in events for r in e.revisions])
 
 
 @dataclass(frozen=True)

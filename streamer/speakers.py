@@ -39,6 +39,7 @@ turn-taking allowance (round 5) on those dialogues, rendered end to end.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -230,7 +231,9 @@ class SpeakerAttributor(Protocol):
 
     ``print_of`` is the pure, costly part (the voice print: ~10 ms for pitch_mfcc, a CAM++ pass for
     campplus), so the pipeline can compute it while the VAD is still deciding that the utterance
-    ended, and hand it to ``assign``.
+    ended, and hand it to ``assign``. An attributor that revisits earlier utterances also has
+    ``names() -> list[Speaker]``: the current name of each utterance it assigned (the latest
+    ones, oldest first), which the pipeline compares with what it emitted.
     """
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray | None:
@@ -242,6 +245,32 @@ class SpeakerAttributor(Protocol):
         """The speaker of ``utterance``; encoder_states: float32 [n_frames, d_model] or None;
         voice: ``print_of(utterance, encoder_states)`` when already computed."""
         ...
+
+
+class SpeakerRevisions:
+    """The speakers emitted for the latest REVISABLE utterances, to tell which of them an
+    attributor's current ``names()`` has changed since."""
+
+    REVISABLE = 32  # utterances back that a revision may reach
+
+    def __init__(self) -> None:
+        self._emitted: deque[tuple[int, Speaker]] = deque(maxlen=self.REVISABLE)  # (id, speaker), oldest first
+
+    def note(self, utterance_id: int, speaker: Speaker,
+             names: list[Speaker] | None) -> tuple[tuple[int, Speaker], ...]:
+        """Record the new utterance's ``speaker``; ``names``: the attributor's current names,
+        oldest first, the new utterance's last (None: it does not revise). Returns (id, speaker)
+        of each earlier utterance whose name differs from the one last emitted, oldest first."""
+        earlier = names[:-1] if names else []
+        shared = min(len(earlier), len(self._emitted))  # the latest utterances both know, aligned at the end
+        emitted = list(self._emitted)
+        revisions = tuple((i, name) for (i, shown), name in zip(emitted[len(emitted) - shared :],
+                                                                  earlier[len(earlier) - shared :])
+                          if name is not shown)
+        changed = dict(revisions)
+        self._emitted = deque(((i, changed.get(i, s)) for i, s in emitted), maxlen=self.REVISABLE)
+        self._emitted.append((utterance_id, speaker))
+        return revisions
 
 
 PRINT_S = 2.5  # seconds: a CAM++ voice print embeds at most about this much of an utterance
@@ -444,9 +473,10 @@ class EmbeddingClustering:
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
     speakers already emitted wins (a tie: the group of the first utterance is A). The new
-    utterance gets its group's name. Emitted names are not changed, but they do not bind the
-    clustering either: an early utterance put in the wrong group moves to the right one as
-    evidence accumulates, and stops pulling the next utterances its way.
+    utterance gets its group's name. Emitted names do not bind the clustering: an early
+    utterance put in the wrong group moves to the right one as evidence accumulates, and stops
+    pulling the next utterances its way. ``names`` gives every utterance's current name, from
+    which the pipeline revises the speakers it has emitted (``EmotionEvent.revisions``).
     """
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
@@ -490,6 +520,7 @@ class EmbeddingClustering:
         self._seconds: list[float] = []  # each utterance's duration, seconds
         self._changes: list[bool] = []  # each utterance's voice_change (cut from the one before)
         self._emitted: list[Speaker] = []
+        self._names: list[Speaker] = []  # every utterance's name after the latest clustering, stream order
         self._raw_stood = False  # whether the raw rules' split stood when they were last asked
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
@@ -518,9 +549,15 @@ class EmbeddingClustering:
                 del self._likeness[0]
         tight = self._tight_groups()
         groups = tight if tight is not None else self._groups(np.stack(self._embeddings))  # bool [n], True = B
-        speaker = Speaker.B if groups[-1] else Speaker.A
-        self._emitted.append(speaker)
-        return speaker
+        self._names = [Speaker.B if b else Speaker.A for b in groups]
+        self._emitted.append(self._names[-1])
+        return self._names[-1]
+
+    def names(self) -> list[Speaker]:
+        """The current name of every utterance in the history (the last MAX_HISTORY), oldest
+        first, after the latest clustering: where it differs from the name an utterance was
+        given, the evidence since has moved it to the other speaker."""
+        return list(self._names)
 
     def _smaller_seconds(self, side: np.ndarray) -> float:
         """Seconds of audio in the smaller of the two groups of ``side`` (bool [n])."""

@@ -49,7 +49,7 @@ EXACT_TRANSCRIPTS = {
 
 UTTERANCE_KEYS = {
     "type", "schema", "id", "speaker", "channel", "start", "end", "text", "emotions", "emotion",
-    "confidence", "latency_ms", "context_size", "model", "asr",
+    "confidence", "latency_ms", "context_size", "speaker_revisions", "model", "asr",
 }
 
 
@@ -122,6 +122,8 @@ def check_schema(records: list[dict[str, Any]], duration: float) -> None:
         assert e["confidence"] == probs[e["emotion"]]
         assert e["latency_ms"] >= 0
         assert isinstance(e["context_size"], int) and e["context_size"] >= 1
+        earlier = ids[: ids.index(e["id"])]
+        assert all(r["id"] in earlier and r["speaker"] in ("A", "B") for r in e["speaker_revisions"])
         assert set(e["model"]) >= {"name", "sha256", "labels"}
         assert all(isinstance(v, str) for v in e["model"].values())
         assert set(probs) == set(e["model"]["labels"].split(",")), "emotions are not the checkpoint's labels"

@@ -270,3 +270,11 @@ def test_log_lines_while_live_go_above_the_region(capsys):
         assert stderr_handler in root.handlers
     finally:
         root.removeHandler(stderr_handler)
+
+
+def test_a_speaker_revision_moves_the_earlier_line_to_the_other_speaker():
+    revising = replace(EVENTS[3], revisions=((2, Speaker.B),))
+    state = state_of(EVENTS[:3] + [revising])
+    assert [e.speaker for e in state.events] == [Speaker.A, Speaker.B, Speaker.B, Speaker.A]
+    line = next(line for line in rendered(state).splitlines() if "Oh no, what happened?" in line)
+    assert " B " in line and " A " not in line

@@ -121,6 +121,13 @@ def test_speaker_accuracy_is_swap_invariant():
     assert aggregate([score_dialogue(TURNS, one_wrong, LABELS)], LABELS)["speaker_accuracy"] == 0.75
 
 
+def test_revised_speaker_accuracy_reads_the_latest_revision():
+    wrong_then_revised = [replace(s, speaker="A", revised_speaker="B") if i == 1 else s
+                          for i, s in enumerate(spans_from(TURNS))]
+    figures = aggregate([score_dialogue(TURNS, wrong_then_revised, LABELS)], LABELS)
+    assert (figures["speaker_accuracy"], figures["speaker_accuracy_revised"]) == (0.75, 1.0)
+
+
 def test_missed_turn_counts_wrong_and_merged_turns_share_one_span():
     missed = spans_from(TURNS)[:3]
     score = score_dialogue(TURNS, missed, LABELS)

@@ -9,6 +9,7 @@ import os
 import select
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,19 @@ def test_summary_numbers_on_known_events():
     assert a.dominant_emotion == "angry"
     assert a.emotion_changes == 1  # neutral -> angry -> angry
     assert b.emotion_changes == 0 and b.dominant_emotion == "angry"
+
+
+def test_summary_counts_each_utterance_under_its_latest_speaker():
+    # utterance 3 moves utterance 2 to B; utterance 4 moves it back and moves 3 to B
+    revising = [replace(EVENTS[3], revisions=((2, Speaker.B),)),
+                replace(event(4, Speaker.B, 8.0, 9.0, "Sure.", {"neutral": 1.0}),
+                        revisions=((2, Speaker.A), (3, Speaker.B)))]
+    a, b = summarize(EVENTS[:3] + revising).speakers
+    assert (a.utterances, b.utterances) == (2, 3)
+    assert b.speaking_time_s == pytest.approx(2.0 + 1.0 + 1.0)
+    line = json.loads(json.dumps(revising[1].to_dict()))
+    assert line["speaker_revisions"] == [{"id": 2, "speaker": "A"}, {"id": 3, "speaker": "B"}]
+    assert EVENTS[0].to_dict()["speaker_revisions"] == []
 
 
 def test_summary_duration_from_caller_and_empty_session():

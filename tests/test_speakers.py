@@ -23,6 +23,7 @@ from streamer.speakers import (
     EmbeddingClustering,
     SpeakerConfig,
     SpeakerMode,
+    SpeakerRevisions,
     VoiceFeature,
     make_attributor,
     project_voice,
@@ -479,3 +480,43 @@ def test_pipeline_cuts_merged_turns_attributes_them_and_reuses_the_work_ahead(re
     # may have had work prepared for nothing, at another length).
     assert len(heard) == len(set(heard)), heard
     assert all(heard.count(key) == 1 for key in decided), (heard, decided)
+
+
+def test_names_revise_an_early_guess_once_the_second_voice_is_clear():
+    """Two voices (cosine 0.5 apart) taking 1 s turns: B's first turns are too little evidence
+    and come out A; once B has spoken enough, ``names`` puts them right (the pipeline turns the
+    difference into revisions) and the emitted names of later turns follow."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=192)
+    a /= np.linalg.norm(a)
+    other = rng.normal(size=192)
+    other -= (other @ a) * a
+    b = 0.5 * a + np.sqrt(0.75) * other / np.linalg.norm(other)
+    clustering = EmbeddingClustering(new_speaker_distance=0.41)
+    truth = [Speaker.A, Speaker.B] * 4
+    emitted = [clustering.assign_print((a if s is Speaker.A else b) + 0.02 * rng.normal(size=192), 1.0)
+               for s in truth]
+    assert emitted[:3] == [Speaker.A] * 3 and emitted[3:] == truth[3:]
+    assert clustering.names() == truth
+
+
+def test_revisions_report_earlier_utterances_whose_name_changed_once():
+    revisions = SpeakerRevisions()
+    A, B = Speaker.A, Speaker.B
+    assert revisions.note(0, A, [A]) == ()
+    assert revisions.note(1, A, [A, A]) == ()
+    assert revisions.note(2, B, [A, B, B]) == ((1, B),)  # utterance 1 moves to B
+    assert revisions.note(3, A, [A, B, B, A]) == ()  # said once, not again
+    assert revisions.note(4, B, [B, A, A, B, B]) == ((0, B), (1, A), (2, A), (3, B))  # names swapped wholesale
+    assert revisions.note(5, A, None) == ()  # an attributor that does not revise
+
+
+def test_revisions_reach_back_revisable_utterances_and_align_at_the_end():
+    revisions = SpeakerRevisions()
+    n = SpeakerRevisions.REVISABLE + 10
+    for i in range(n):
+        revisions.note(i, Speaker.A, [Speaker.A] * (i + 1))
+    changed = revisions.note(n, Speaker.A, [Speaker.B] * n + [Speaker.A])
+    assert [i for i, _ in changed] == list(range(n - SpeakerRevisions.REVISABLE, n))
+    # a history shorter than the record (an attributor that forgets): only the latest are compared
+    assert revisions.note(n + 1, Speaker.A, [Speaker.B, Speaker.A]) == ((n, Speaker.B),)

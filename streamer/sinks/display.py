@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from streamer.records import EmotionEvent, PartialEvent, Speaker
+from streamer.records import EmotionEvent, PartialEvent, Speaker, revised
 from streamer.sinks.base import RuntimeStatus
 from streamer.sinks.colours import emotion_colour
 from streamer.sinks.summary import SessionSummary
@@ -66,7 +66,9 @@ class DisplayState:
             self,
             labels=labels,
             current={**self.current, event.speaker: smoothed},
-            events=self.events + (event,),
+            # Earlier utterances whose speaker the new evidence changed move to that speaker (their
+            # share in the smoothed bars stays where it was counted).
+            events=tuple(revised(self.events, event.revisions)) + (event,),
             # The final utterance supersedes its partials; a partial left on its channel was
             # never decided (Whisper judged it no speech) and goes too.
             partials=tuple(p for p in self.partials if p.channel != event.channel),

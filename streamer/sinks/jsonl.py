@@ -8,7 +8,8 @@ whatever was emitted survives Ctrl-C or a crash. Each object has ``"type"`` and 
    file + CLI flags), so the run can be reproduced. Enums are written as their values, paths as
    strings.
 2. ``{"type": "utterance", "schema": 1, "id", "speaker", "channel", "start", "end", "text",
-   "emotions", "emotion", "confidence", "latency_ms", "context_size", "model", "asr"}`` per
+   "emotions", "emotion", "confidence", "latency_ms", "context_size", "speaker_revisions", "model",
+   "asr"}`` per
    scored utterance (:meth:`EmotionEvent.to_dict`; times in seconds of the stream), and
    ``{"type": "partial", ...}`` with the same keys for an utterance still in progress
    (:class:`PartialEvent`; ``speaker`` may be null), superseded by the utterance with its ``id``.

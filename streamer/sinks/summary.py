@@ -1,6 +1,6 @@
 """End-of-session summary: a pure function of the emitted events (the table is in summary_table.py).
 
-Definitions (per speaker, events ordered by start time):
+Definitions (per speaker, as the latest speaker revisions name them; events ordered by start time):
 
 - ``utterances``: number of events.
 - ``speaking_time_s``: sum of ``end - start`` over the speaker's utterances, seconds.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamer.records import JSON_SCHEMA_VERSION, EmotionEvent, Speaker
+from streamer.records import JSON_SCHEMA_VERSION, EmotionEvent, Speaker, latest_speakers
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,11 @@ class SessionSummary:
 def summarize(events: Sequence[EmotionEvent], duration_s: float | None = None) -> SessionSummary:
     """Summarise a session from its events.
 
-    events: in any order (they are sorted by start time here).
+    events: in the order they were emitted, so that each speaker is the one the latest revision
+    names (``EmotionEvent.revisions``); they are sorted by start time here.
     duration_s: final stream time in seconds if the caller knows it; defaults to the last end.
     """
-    ordered = sorted(events, key=lambda e: (e.start, e.id))
+    ordered = sorted(latest_speakers(events), key=lambda e: (e.start, e.id))
     if duration_s is None:
         duration_s = max((e.end for e in ordered), default=0.0)
     speakers = tuple(

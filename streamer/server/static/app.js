@@ -57,7 +57,18 @@ function showPartial(p) {
   else $("utterances").prepend(row(p, "partial"));
 }
 
+function reviseSpeakers(revisions) {
+  // earlier utterances whose speaker the new evidence changed (the record's speaker_revisions)
+  for (const r of revisions || []) {
+    const earlier = session.utterances.find((u) => u.id === r.id);
+    if (earlier) earlier.speaker = r.speaker;
+    const who = document.querySelector(`.utterance[data-id="${r.id}"] .speaker`);
+    if (who) { who.className = `speaker ${r.speaker}`; who.textContent = r.speaker; }
+  }
+}
+
 function showUtterance(u) {
+  reviseSpeakers(u.speaker_revisions);
   session.utterances.push(u);
   // partials of utterances Whisper then judged not speech never get theirs: drop them once passed
   document.querySelectorAll(".partial").forEach((e) => { if (Number(e.dataset.id) < u.id) e.remove(); });
