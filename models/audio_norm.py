@@ -33,17 +33,20 @@ EPS = 1e-5  # added to standard deviations
 @dataclass(frozen=True)
 class NormPrior:
     """Training speakers' statistics: mean [D] and standard deviation [D] of the raw vectors,
-    and how many clips of a new speaker they count as."""
+    and how many clips of a new speaker they count as. keep_raw: the output is the raw vector
+    and the normalised one side by side [2D] (a reader such as the audio gate keeps the cues
+    that normalisation removes)."""
 
     mean: np.ndarray
     std: np.ndarray
     clips: float = PRIOR_CLIPS
+    keep_raw: bool = False
 
     @classmethod
-    def of(cls, x: np.ndarray, clips: float = PRIOR_CLIPS) -> "NormPrior":
+    def of(cls, x: np.ndarray, clips: float = PRIOR_CLIPS, keep_raw: bool = False) -> "NormPrior":
         """The pooled statistics of raw vectors x [N, D]."""
         x = np.asarray(x, dtype=np.float64)
-        return cls(x.mean(0), x.std(0), clips)
+        return cls(x.mean(0), x.std(0), clips, keep_raw)
 
 
 class SpeakerNormaliser:
@@ -51,7 +54,8 @@ class SpeakerNormaliser:
 
     ``normalise(key, x)`` standardises one raw vector x [D] of speaker ``key`` by the statistics
     of that speaker's vectors so far, this one included (``update=True`` adds it; ``False``
-    leaves the statistics as they were, for a provisional result). Returns float32 [D].
+    leaves the statistics as they were, for a provisional result). Returns float32 [D], or
+    [2D] (raw, normalised) with ``prior.keep_raw``.
     """
 
     def __init__(self, prior: NormPrior) -> None:
@@ -72,7 +76,8 @@ class SpeakerNormaliser:
         mean = (p.clips * p.mean + total) / k
         second = (p.clips * (p.std ** 2 + p.mean ** 2) + total_sq) / k
         std = np.sqrt(np.maximum(second - mean ** 2, 0.0)) + EPS
-        return ((x - mean) / std).astype(np.float32)
+        z = (x - mean) / std
+        return (np.concatenate([x, z]) if p.keep_raw else z).astype(np.float32)
 
     def clips_of(self, key: Hashable) -> int:
         """How many vectors of ``key`` the statistics hold."""
@@ -92,7 +97,8 @@ def sample_sessions(samples: Sequence["Sample"]) -> tuple[list[str], bool]:
 
 def normalise_sessions(x: np.ndarray, keys: Sequence[Hashable], prior: NormPrior, seed: int = 0,
                        ordered: bool = False) -> np.ndarray:
-    """Every key's vectors as one session each: x [N, D], keys [N] -> float32 [N, D].
+    """Every key's vectors as one session each: x [N, D], keys [N] -> float32 [N, D] ([N, 2D]
+    with ``prior.keep_raw``).
 
     Each key's rows are fed to a :class:`SpeakerNormaliser` in a seeded random order (a file
     order often sorts by label, which would leak into the running statistics), or in the given
@@ -100,7 +106,7 @@ def normalise_sessions(x: np.ndarray, keys: Sequence[Hashable], prior: NormPrior
     clips never move another's statistics.
     """
     keys = np.asarray(keys)
-    out = np.empty((len(x), x.shape[1]) if len(x) else (0, x.shape[1]), dtype=np.float32)
+    out = np.empty((len(x), x.shape[1] * (2 if prior.keep_raw else 1)), dtype=np.float32)
     rng = np.random.default_rng(seed)
     normaliser = SpeakerNormaliser(prior)
     for key in np.unique(keys):

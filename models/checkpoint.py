@@ -42,7 +42,8 @@ class Checkpoint:
     speaker_norm: None when the audio branch reads raw vectors (every checkpoint before round 7);
     else {"mean": float32 [audio_dim], "std": float32 [audio_dim], "prior_clips": float}, the
     training speakers' raw statistics that per-speaker online normalisation (models.audio_norm)
-    starts from; the network then reads normalised vectors, standardised by audio_mean/audio_std.
+    starts from, and optionally "keep_raw": True; the network then reads normalised vectors (with
+    keep_raw: raw and normalised side by side), standardised by audio_mean/audio_std.
     """
 
     network: dict
@@ -74,7 +75,7 @@ class Checkpoint:
         if self.speaker_norm is None:
             return None
         return NormPrior(self.speaker_norm["mean"].double().numpy(), self.speaker_norm["std"].double().numpy(),
-                         float(self.speaker_norm["prior_clips"]))
+                         float(self.speaker_norm["prior_clips"]), bool(self.speaker_norm.get("keep_raw", False)))
 
     def prepare_audio(self, raw: np.ndarray, sessions: list[str], ordered: bool = False, seed: int = 0) -> torch.Tensor:
         """A clip set's raw acoustic vectors [N, audio_dim] as the network reads them: with
@@ -106,7 +107,8 @@ class Checkpoint:
         if self.speaker_norm is not None:
             payload["speaker_norm"] = {"mean": self.speaker_norm["mean"].float().contiguous(),
                                        "std": self.speaker_norm["std"].float().contiguous(),
-                                       "prior_clips": float(self.speaker_norm["prior_clips"])}
+                                       "prior_clips": float(self.speaker_norm["prior_clips"]),
+                                       "keep_raw": bool(self.speaker_norm.get("keep_raw", False))}
         torch.save(payload, path)
         digest = sha256_of(path)
         path.with_suffix(path.suffix + ".sha256").write_text(f"{digest}  {path.name}\n")
@@ -172,10 +174,13 @@ def check_payload(payload: dict, path: Path) -> None:
 
 
 def check_speaker_norm(norm: object, shape: torch.Size, path: Path) -> None:
-    """UserError unless ``norm`` is absent (None) or {"mean", "std": finite vectors of ``shape``,
-    std >= 0; "prior_clips": a number > 0}."""
+    """UserError unless ``norm`` is absent (None) or {"mean", "std": finite vectors of ``shape``
+    (half of it with "keep_raw": the network reads raw and normalised side by side), std >= 0;
+    "prior_clips": a number > 0}."""
     if norm is None:
         return
+    if isinstance(norm, dict) and norm.get("keep_raw") is True:
+        shape = torch.Size([shape[0] // 2])
     if not isinstance(norm, dict) or not all(isinstance(norm.get(k), torch.Tensor) for k in ("mean", "std")):
         raise UserError(f"checkpoint {path} is damaged: speaker_norm must hold tensors 'mean' and 'std'")
     mean, std, clips = norm["mean"], norm["std"], norm.get("prior_clips")

@@ -66,6 +66,7 @@ class TrainConfig:
     heard_text_file: str = ""  # scripts/heard_text.py's JSONL: transcripts of rendered training turns
     pseudo_pairs: bool = False
     speaker_norm: bool = False  # audio vectors normalised per speaker with running statistics (models.audio_norm)
+    speaker_norm_raw: bool = False  # with speaker_norm: the raw vector beside the normalised one (network.audio_dim x 2)
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3

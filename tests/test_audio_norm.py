@@ -55,6 +55,22 @@ def test_update_false_leaves_the_statistics_and_speakers_are_apart():
     np.testing.assert_array_equal(normaliser.normalise("a", np.full(3, 9.0)), provisional)
 
 
+def test_keep_raw_puts_the_raw_vector_beside_the_normalised_one(tmp_path):
+    x = np.random.default_rng(3).normal(2.0, 1.0, (5, 3))
+    plain = normalise_sessions(x, ["s"] * 5, _prior(), seed=1)
+    both = normalise_sessions(x, ["s"] * 5, NormPrior(np.zeros(3), np.ones(3), 10.0, keep_raw=True), seed=1)
+    assert both.shape == (5, 6)
+    np.testing.assert_allclose(both[:, :3], x, rtol=1e-6)
+    np.testing.assert_array_equal(both[:, 3:], plain)
+    norm = {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 10.0, "keep_raw": True}
+    path = tmp_path / "raw.pt"
+    Checkpoint(network={}, label_set=label_set("core4"), frontends={}, state_dict={"w": torch.ones(2)},
+               audio_mean=torch.zeros(6), audio_std=torch.ones(6), speaker_norm=norm).save(path)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.norm_prior().keep_raw
+    assert loaded.prepare_audio(x.astype(np.float32), ["s"] * 5, seed=1).shape == (5, 6)
+
+
 def test_sessions_are_causal_seeded_and_ordered_on_request():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(40, 4))
