@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # models.predictor loads torch; settings are read before any model loads
@@ -20,37 +20,30 @@ class ContextConfig:
 
 
 class DialogueContext:
-    """Bounded buffer of (end time, key, item); memory is O(max_utterances) however long the session."""
+    """Bounded buffer of (end time, item); memory is O(max_utterances) however long the session."""
 
     def __init__(self, config: ContextConfig = ContextConfig()) -> None:
         self.config = config
-        self._items: deque[tuple[float, int | None, ContextItem]] = deque(maxlen=config.max_utterances)
+        self._items: deque[tuple[float, ContextItem]] = deque(maxlen=config.max_utterances)
 
-    def push(self, item: ContextItem, start: float, end: float, key: int | None = None) -> list[ContextItem]:
-        """Add the utterance spanning [start, end] seconds (``key``: its id, for :meth:`relabel`);
-        return the window ending with it."""
+    def push(self, item: ContextItem, start: float, end: float) -> list[ContextItem]:
+        """Add the utterance spanning [start, end] seconds; return the window ending with it."""
         self._forget_before(start)
-        self._items.append((end, key, item))
-        return [i for _, _, i in self._items]
-
-    def relabel(self, key: int, speaker: str) -> None:
-        """Give the kept utterance ``key`` another speaker tag (a revised attribution)."""
-        for n, (end, k, item) in enumerate(self._items):
-            if k == key:
-                self._items[n] = (end, k, replace(item, speaker=speaker))
+        self._items.append((end, item))
+        return [i for _, i in self._items]
 
     def peek(self, item: ContextItem, start: float) -> list[ContextItem]:
         """The window ending with an utterance starting at ``start`` seconds that is not kept
         (an interim result of an utterance still in progress)."""
         self._forget_before(start)
-        kept = [i for _, _, i in self._items]
+        kept = [i for _, i in self._items]
         room = self.config.max_utterances - 1  # the new item takes the last place
         return kept[max(0, len(kept) - room):] + [item]
 
     @property
     def last(self) -> ContextItem | None:
         """The newest utterance kept, or None."""
-        return self._items[-1][2] if self._items else None
+        return self._items[-1][1] if self._items else None
 
     def _forget_before(self, start: float) -> None:
         if self.config.max_seconds is not None:

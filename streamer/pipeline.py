@@ -93,8 +93,9 @@ class Pipeline:
 
     Speaker revisions: where the attributor revisits earlier utterances (``names()``, the online
     clustering of mono voices), each event lists the earlier utterances whose speaker the new
-    evidence changed (``EmotionEvent.revisions``, :class:`SpeakerRevisions`), and the dialogue
-    context takes the new speaker tags; emotions already emitted are not re-scored.
+    evidence changed (``EmotionEvent.revisions``, :class:`SpeakerRevisions`). The dialogue
+    context keeps the speaker tags the model was given: relabelling it measured slightly worse
+    emotions end to end (docs/benchmarks.md, "Speaker revisions"); emitted emotions are not re-scored.
     """
 
     def __init__(
@@ -219,9 +220,9 @@ class Pipeline:
             return None
         self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
-        revisions = self._revisions(utterance.id, speaker)
-        window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end,
-                                   key=utterance.id)
+        names = self.attributor.names() if hasattr(self.attributor, "names") else None
+        revisions = self.revisions.note(utterance.id, speaker, names)
+        window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
@@ -230,15 +231,6 @@ class Pipeline:
             model=self.model_identity, asr=self.asr_identity,
             context_size=min(len(window), self.predictor.max_context), revisions=revisions,
         )
-
-    def _revisions(self, utterance_id: int, speaker: Speaker) -> tuple[tuple[int, Speaker], ...]:
-        """Note the new utterance's speaker; return the revisions of earlier ones (and relabel
-        them in the context)."""
-        names = self.attributor.names() if hasattr(self.attributor, "names") else None
-        revisions = self.revisions.note(utterance_id, speaker, names)
-        for earlier, name in revisions:
-            self.context.relabel(earlier, name.value)
-        return revisions
 
     def _partial(self, utterance: Utterance) -> PartialEvent | None:
         """Score the audio so far; None while Whisper hears no words in it yet."""

@@ -1,4 +1,4 @@
-"""The rolling dyadic context: its window, its time limit, and speaker relabelling."""
+"""The rolling dyadic context: its window and its time limit."""
 
 from __future__ import annotations
 
@@ -13,16 +13,8 @@ def item(speaker: str) -> ContextItem:
 def test_window_keeps_the_last_utterances_and_forgets_old_ones():
     context = DialogueContext(ContextConfig(max_utterances=3, max_seconds=10.0))
     for i, start in enumerate([0.0, 2.0, 4.0, 6.0]):
-        window = context.push(item("A" if i % 2 == 0 else "B"), start, start + 1.0, key=i)
+        window = context.push(item("A" if i % 2 == 0 else "B"), start, start + 1.0)
     assert [w.speaker for w in window] == ["B", "A", "B"]
     assert [w.speaker for w in context.peek(item("A"), 8.0)] == ["A", "B", "A"]  # not kept
-    assert len(context.push(item("A"), 30.0, 31.0, key=4)) == 1  # 10 s limit: the rest is forgotten
+    assert len(context.push(item("A"), 30.0, 31.0)) == 1  # 10 s limit: the rest is forgotten
 
-
-def test_relabel_changes_the_kept_utterance_only():
-    context = DialogueContext(ContextConfig(max_utterances=4))
-    for i in range(3):
-        context.push(item("A"), float(i), i + 0.5, key=i)
-    context.relabel(1, "B")
-    context.relabel(99, "B")  # not kept: nothing happens
-    assert [w.speaker for w in context.push(item("A"), 3.0, 3.5, key=3)] == ["A", "B", "A", "A"]
