@@ -235,7 +235,8 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
             if stale >= config.patience:
                 break
     report = {"name": config.name, "base": encoder.base.name, "tune_layers": config.tune_layers, "label_set": labels.name,
-              "spoken_text": config.spoken_text, "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
+              "spoken_text": config.spoken_text, "heard_text": config.heard_text,
+              "heard_text_file": config.heard_text_file,
               "heard_utterances": sum(bool(e.heard) for ex in train.values() for e in ex),
               "best_valid_uwf1": round(best, 4), "history": history}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ def test_whisper_form_mostly_loses_the_exclamation_mark_and_keeps_the_words():
 def test_whisper_form_drops_fillers_and_is_reproducible():
     forms = [whisper_form("Well, uh, I think so.", random.Random(i)) for i in range(500)]
     assert 0.8 < sum("uh" not in f.split(" ") and "uh," not in f for f in forms) / 500 < 0.96
-    assert whisper_form("Well, uh, I think so.", random.Random(7)) == whisper_form("Well, uh, I think so.", random.Random(7))
+    text = "Well, uh, I think so."
+    assert whisper_form(text, random.Random(7)) == whisper_form(text, random.Random(7))
     assert whisper_form("...", random.Random(0)) == "..."
 
 
@@ -44,8 +45,8 @@ def test_tuning_examples_carry_both_forms_and_trained_form_picks_them_at_their_r
     from models.text_tuning import trained_form, training_examples
 
     labels = label_set("emo7")
-    samples = [Sample(id=f"u{i}", dataset="meld", raw_label="anger", text="Stop it! Now!", label=Emotion.ANGRY, dialogue="d", turn=i,
-                      speaker="A") for i in range(3)]
+    samples = [Sample(id=f"u{i}", dataset="meld", raw_label="anger", text="Stop it! Now!", label=Emotion.ANGRY,
+                      dialogue="d", turn=i, speaker="A") for i in range(3)]
     plain = training_examples(samples, labels)
     assert [(e.spoken, e.heard) for e in plain] == [("", "")] * 3
     examples = training_examples(samples, labels, seed=13, heard={"u0": "Stop it now."})
