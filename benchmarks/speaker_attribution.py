@@ -65,6 +65,7 @@ from streamer.speakers import (  # noqa: E402
     SpeakerAttributor,
     SpeakerConfig,
     SpeakerMode,
+    SpeakerRevisions,
     VoiceClustering,
     VoiceFeature,
     make_attributor,
@@ -199,12 +200,33 @@ def raw_rule_only() -> EmbeddingClustering:
     return EmbeddingClustering(DEFAULT_NEW_SPEAKER_DISTANCE[VoiceFeature.CAMPPLUS])
 
 
-# A policy: a speaker config, or a factory of campplus clusterings (such as raw_rule_only)
-Policy = SpeakerConfig | Callable[[], EmbeddingClustering]
+@dataclass(frozen=True)
+class Revised:
+    """A policy whose speakers are read as revised: each utterance's speaker as the later
+    ``speaker_revisions`` of the stream name it (``SpeakerRevisions``, what the pipeline emits)."""
+
+    config: SpeakerConfig
+
+
+# A policy: a speaker config, a factory of campplus clusterings (such as raw_rule_only), or a
+# config read as revised
+Policy = SpeakerConfig | Callable[[], EmbeddingClustering] | Revised
+
+
+def revised_speakers(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
+    """A fresh voice clustering's speakers for a dialogue, each as the latest revision names it."""
+    attributor, revisions, speakers = make_attributor(config), SpeakerRevisions(), []
+    for i, clip in enumerate(dialogue):
+        speakers.append(attributor.assign_print(clip.prints[config.feature], len(clip.audio) / SAMPLE_RATE))
+        for earlier, speaker in revisions.note(i, speakers[-1], attributor.names()):
+            speakers[earlier] = speaker
+    return speakers
 
 
 def attribute(dialogue: Dialogue, config: Policy) -> list[Speaker]:
     """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
+    if isinstance(config, Revised):
+        return revised_speakers(dialogue, config.config)
     attributor = config() if callable(config) else make_attributor(config)
     feature = VoiceFeature.CAMPPLUS if callable(config) else config.feature
     if isinstance(attributor, VoiceClustering):
@@ -388,7 +410,8 @@ def policies(features: list[VoiceFeature]) -> dict[str, Policy]:
     without the voice projection's rule."""
     return {"single (all A; chance baseline)": SpeakerConfig(mode=SpeakerMode.SINGLE)} | {
         f"voice: {f.value}": voice_config(f) for f in features
-    } | {"voice: campplus, raw rules only (before the projection)": raw_rule_only}
+    } | {"voice: campplus, raw rules only (before the projection)": raw_rule_only,
+         "voice: campplus, as revised (speaker_revisions applied)": Revised(voice_config(VoiceFeature.CAMPPLUS))}
 
 
 def mean_accuracy(dialogues: Iterable[Dialogue], config: Policy) -> float:
