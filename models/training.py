@@ -310,6 +310,19 @@ def warm_start(network, corpus: Corpus, path: Path, labels: LabelSet) -> None:
     log.info("warm start from %s: %d of %d tensors copied", path, copied, len(state))
 
 
+def freeze_all_but(network: torch.nn.Module, prefixes: Sequence[str]) -> None:
+    """Train only the parameters whose names start with one of ``prefixes`` (e.g. the audio input
+    and gate after a warm start, so that every text-only output stays as the checkpoint gave it)."""
+    names = [name for name, _ in network.named_parameters()]
+    unknown = [p for p in prefixes if not any(name.startswith(p) for name in names)]
+    if unknown:
+        raise UserError(f"train_only: no parameter starts with {', '.join(map(repr, unknown))}")
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(any(name.startswith(p) for p in prefixes))
+    log.info("training %d of %d parameters (%s)", count_parameters(network),
+             sum(p.numel() for p in network.parameters()), ", ".join(prefixes))
+
+
 def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     """Train, keep the epoch with the best mean validation macro-F1, save it to ``out``."""
     random.seed(config.seed)
@@ -329,7 +342,10 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
         warm_start(network, corpus, Path(config.init_from), labels)
     network = network.to(device)
     log.info("%s: %d parameters on %s", net_config.network.value, count_parameters(network), device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.train_only:
+        freeze_all_but(network, config.train_only)
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad],
+                                  lr=config.lr, weight_decay=config.weight_decay)
     if config.loss not in ("soft-ce", "mse", "partial-ce"):
         raise UserError(f"objectives.loss must be soft-ce, mse or partial-ce, not {config.loss!r}")
     n_classes = len(labels.labels)
@@ -400,14 +416,14 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "counts": corpus.counts, "objectives": {"loss": config.loss, "alignment": config.alignment,
             "matching": config.matching, "pseudo_pairs": config.pseudo_pairs,
             "corpus_epoch_size": config.corpus_epoch_size, "utterance_loss": config.utterance_loss,
-            "init_from": config.init_from,
+            "init_from": config.init_from, "train_only": list(config.train_only),
             "modality_dropout": config.modality_dropout, "context_truncation": config.context_truncation,
             "shift_boost": config.shift_boost, "spoken_text": config.spoken_text,
             "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
             "heard_turns": len(corpus.heard_rows), "speaker_norm": config.speaker_norm,
             "speaker_norm_raw": config.speaker_norm_raw},
             "best_valid_uwf1": round(best, 4), "history": history,
-            "parameters": count_parameters(network),
+            "parameters": sum(p.numel() for p in network.parameters()),  # frozen ones (train_only) too
         },
     )
     checkpoint.save(out)

@@ -55,6 +55,7 @@ class TrainConfig:
     corpus_epoch_size: int = 0  # training windows drawn from each corpus per epoch (0 = all of them)
     utterance_loss: float = 0.0  # weight of the auxiliary loss on the target-only logits
     init_from: str = ""  # a checkpoint to start from (warm start): matching weights and classes copied
+    train_only: tuple[str, ...] = ()  # with init_from: parameter name prefixes to train, the rest frozen ((): all)
     alignment: float = 0.0  # λ1
     matching: float = 0.0  # λ2
     temperature: float = 0.1
@@ -92,6 +93,10 @@ class TrainConfig:
             raise UserError("heard_text needs heard_text_file (scripts/heard_text.py's output)")
         if not self.lr > 0:
             raise UserError(f"lr must be > 0, got {self.lr}")
+        if not isinstance(self.train_only, (list, tuple)) or not all(isinstance(p, str) and p for p in self.train_only):
+            raise UserError(f"train_only must be a list of parameter name prefixes, got {self.train_only!r}")
+        if self.train_only and not self.init_from:
+            raise UserError("train_only needs init_from: the frozen weights come from that checkpoint")
 
     @classmethod
     def from_toml(cls, path: Path, overrides: Sequence[str] = ()) -> "TrainConfig":

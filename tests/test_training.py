@@ -185,6 +185,27 @@ def test_training_learns_and_checkpoint_round_trips(tmp_path, monkeypatch):
     assert all(torch.equal(again.state_dict[k], v) for k, v in checkpoint.state_dict.items())
 
 
+def test_train_only_trains_the_named_parameters_and_freezes_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    from dataclasses import replace
+
+    from models.training import train
+
+    config = _tiny_config(tmp_path, epochs=2)
+    start = train(config, {"text": _TextFrontend(8, "fake-text")}, tmp_path / "m.pt")
+    with pytest.raises(UserError, match="needs init_from"):
+        replace(config, train_only=("classifier",))
+    with pytest.raises(UserError, match="no parameter starts with 'nothing'"):
+        train(replace(config, init_from=str(tmp_path / "m.pt"), train_only=("nothing",)),
+              {"text": _TextFrontend(8, "fake-text")}, tmp_path / "x.pt")
+    tuned = train(replace(config, init_from=str(tmp_path / "m.pt"), train_only=("classifier",)),
+                  {"text": _TextFrontend(8, "fake-text")}, tmp_path / "f.pt")
+    changed = {k for k, v in tuned.state_dict.items() if not torch.equal(v, start.state_dict[k])}
+    assert changed and all(k.startswith("classifier") for k in changed)
+    assert tuned.training["objectives"]["train_only"] == ["classifier"]
+    assert tuned.training["parameters"] == start.training["parameters"]
+
+
 @pytest.mark.requires_cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_and_prediction_on_cuda(tmp_path, monkeypatch):
