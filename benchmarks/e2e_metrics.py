@@ -186,10 +186,12 @@ def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Seq
     """Compare one dialogue's emitted spans with its true turns. labels: the model's classes."""
     spans = sorted(spans, key=lambda s: s.start)
     matches = [best_match(t, spans) for t in turns]
+    matched = sum(m is not None for m in matches)
+
     def correct(speaker_of: Callable[[Span], str]) -> int:
         """Matched turns whose speaker is right, under the better of the two A/B labelings."""
         same = sum(speaker_of(spans[m]) == t.speaker for t, m in zip(turns, matches) if m is not None)
-        return max(same, sum(m is not None for m in matches) - same)
+        return max(same, matched - same)
 
     y_true, y_pred, change, previous = [], [], [], None
     for turn, m in zip(turns, matches):
@@ -202,7 +204,7 @@ def score_dialogue(turns: Sequence[TrueTurn], spans: Sequence[Span], labels: Seq
         previous = turn.label
     return DialogueScore(
         found=tuple(coverage(t, spans) >= MIN_COVER for t in turns),
-        speaker_correct=correct(lambda span: span.speaker), speaker_matched=sum(m is not None for m in matches),
+        speaker_correct=correct(lambda span: span.speaker), speaker_matched=matched,
         revised_speaker_correct=correct(lambda span: span.revised_speaker or span.speaker),
         y_true=tuple(y_true), y_pred=tuple(y_pred), change=tuple(change),
         reference=" ".join(t.text for t in turns), hypothesis=" ".join(s.text for s in spans),

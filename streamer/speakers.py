@@ -262,15 +262,16 @@ class SpeakerRevisions:
         oldest first, the new utterance's last (None: it does not revise). Returns (id, speaker)
         of each earlier utterance whose name differs from the one last emitted, oldest first."""
         earlier = names[:-1] if names else []
-        shared = min(len(earlier), len(self._emitted))  # the latest utterances both know, aligned at the end
-        emitted = list(self._emitted)
-        revisions = tuple((i, name) for (i, shown), name in zip(emitted[len(emitted) - shared :],
-                                                                  earlier[len(earlier) - shared :])
-                          if name is not shown)
-        changed = dict(revisions)
-        self._emitted = deque(((i, changed.get(i, s)) for i, s in emitted), maxlen=self.REVISABLE)
+        revisions = []
+        # the latest utterances both know, aligned at the end: k = 1 is the one just before this
+        for k in range(1, min(len(earlier), len(self._emitted)) + 1):
+            utterance, shown = self._emitted[-k]
+            if earlier[-k] is not shown:
+                self._emitted[-k] = (utterance, earlier[-k])
+                revisions.append((utterance, earlier[-k]))
         self._emitted.append((utterance_id, speaker))
-        return revisions
+        revisions.reverse()  # oldest first
+        return tuple(revisions)
 
 
 PRINT_S = 2.5  # seconds: a CAM++ voice print embeds at most about this much of an utterance
