@@ -68,6 +68,7 @@ class Corpus:
     spoken_rows: dict[int, int]  # text row -> row of its spoken form, where that differs
     heard_rows: dict[int, int] = field(default_factory=dict)  # text row -> row of what the pipeline heard of it
     speaker_norm: dict | None = None  # Checkpoint.speaker_norm: the prior of per-speaker online normalisation
+    balanced: frozenset[str] = frozenset()  # dataset names whose epoch draw has the same count per class
 
 
 def load_heard(path: Path) -> dict[str, dict[str, str]]:
@@ -200,6 +201,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         audio_table=torch.from_numpy((audio - mean) / std).float(),
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
         train=train, epoch_sizes={d.name: d.epoch_size or config.corpus_epoch_size for d in config.datasets},
+        balanced=frozenset(d.name for d in config.datasets if d.balance_classes),
         valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
         spoken_rows=spoken_rows, heard_rows=heard_rows, speaker_norm=speaker_norm,
     )
@@ -261,9 +263,27 @@ def validate(network, corpus: Corpus, device, labels: LabelSet) -> dict[str, Sco
     return scores
 
 
+def balanced_draw(windows: Sequence[Window], size: int, rng: random.Random) -> list[Window]:
+    """``size`` windows, the labels taking turns (equal counts, within one); each label's windows
+    are drawn without replacement until all are used, then reshuffled, so a rare class repeats."""
+    by_label: dict[int, list[Window]] = {}
+    for w in windows:
+        by_label.setdefault(w.label, []).append(w)
+    labels = sorted(by_label)
+    pools: dict[int, list[Window]] = {label: [] for label in labels}
+    drawn = []
+    for i in range(size):
+        label = labels[i % len(labels)]
+        if not pools[label]:
+            pools[label] = rng.sample(by_label[label], len(by_label[label]))
+        drawn.append(pools[label].pop())
+    return drawn
+
+
 def epoch_windows(corpus: Corpus, rng: random.Random, shift_boost: int = 0) -> list[Window]:
     """Training windows of one epoch: per corpus all of them, or at most its epoch size, redrawn
-    each epoch, so that no corpus outweighs the others by its size.
+    each epoch, so that no corpus outweighs the others by its size; for a corpus in
+    ``corpus.balanced`` its epoch size (all: its window count) with the classes equally drawn.
 
     shift_boost: each emotion-change window (``Window.shift``) enters its corpus's pool
     1 + shift_boost times, against emotional inertia: most turns of the dialogue corpora repeat
@@ -274,7 +294,10 @@ def epoch_windows(corpus: Corpus, rng: random.Random, shift_boost: int = 0) -> l
         if shift_boost:
             ws = ws + [w for w in ws if w.shift] * shift_boost
         size = corpus.epoch_sizes[name]
-        epoch += rng.sample(ws, size) if 0 < size < len(ws) else ws
+        if name in corpus.balanced:
+            epoch += balanced_draw(ws, size or len(ws), rng)
+        else:
+            epoch += rng.sample(ws, size) if 0 < size < len(ws) else ws
     return epoch
 
 
@@ -358,14 +381,16 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
     weights = LossWeights(config.alignment, config.matching)
     text_windows = [w for ws in corpus.train.values() for w in ws if w.text_rows[-1] != MISSING]
 
-    best, best_state, history, stale = -1.0, None, [], 0
+    best, best_uwf1, best_state, history, stale = -1.0, 0.0, None, [], 0
     for epoch in range(config.epochs):
         network.train()
-        windows = truncate_context(epoch_windows(corpus, rng, config.shift_boost), config.context_truncation, rng)
+        drawn = epoch_windows(corpus, rng, config.shift_boost)
+        clips = [w for w in drawn if w.text_rows[-1] == MISSING] if config.pseudo_pairs_drawn else corpus.audio_train
+        windows = truncate_context(drawn, config.context_truncation, rng)
         windows = speak_windows(windows, corpus.spoken_rows, config.spoken_text, rng)
         windows = speak_windows(windows, corpus.heard_rows, config.heard_text, rng)
         if config.pseudo_pairs:
-            windows += pseudo_pairs(text_windows, corpus.audio_train, rng)
+            windows += pseudo_pairs(text_windows, clips, rng)
         rng.shuffle(windows)
         total = 0.0
         for i in tqdm(range(0, len(windows), config.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=None):
@@ -391,12 +416,14 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             total += loss.item() * len(y)
         scores = validate(network, corpus, device, labels)
         mean_f1 = float(np.mean([s.uwf1 for s in scores.values()])) if scores else 0.0
-        history.append({"epoch": epoch + 1, "train_loss": total / len(windows),
+        chosen = [getattr(s, config.select_metric) for k, s in scores.items() if not config.select_on or k in config.select_on]
+        selection = float(np.mean(chosen)) if chosen else 0.0
+        history.append({"epoch": epoch + 1, "train_loss": total / len(windows), "selection": round(selection, 4),
                         **{f"{k}_uwf1": round(s.uwf1, 4) for k, s in scores.items()}})
-        log.info("epoch %d loss %.4f valid %s", epoch + 1, total / len(windows),
-                 " ".join(f"{k}={100 * s.uwf1:.1f}" for k, s in scores.items()))
-        if mean_f1 > best:
-            best, stale = mean_f1, 0
+        log.info("epoch %d loss %.4f valid %s, selection %.1f", epoch + 1, total / len(windows),
+                 " ".join(f"{k}={100 * s.uwf1:.1f}" for k, s in scores.items()), 100 * selection)
+        if selection > best:
+            best, best_uwf1, stale = selection, mean_f1, 0
             best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
         else:
             stale += 1
@@ -421,8 +448,11 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "shift_boost": config.shift_boost, "spoken_text": config.spoken_text,
             "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
             "heard_turns": len(corpus.heard_rows), "speaker_norm": config.speaker_norm,
-            "speaker_norm_raw": config.speaker_norm_raw},
-            "best_valid_uwf1": round(best, 4), "history": history,
+            "speaker_norm_raw": config.speaker_norm_raw, "pseudo_pairs_drawn": config.pseudo_pairs_drawn,
+            "balance_classes": sorted(corpus.balanced)},
+            "selection": {"datasets": list(config.select_on) or "all", "metric": config.select_metric,
+                          "best": round(best, 4)},
+            "best_valid_uwf1": round(best_uwf1, 4), "history": history,
             "parameters": sum(p.numel() for p in network.parameters()),  # frozen ones (train_only) too
         },
     )

@@ -25,7 +25,8 @@ class DatasetSpec:
     extraction on big corpora). valid_labels: the label set the validation figures are computed
     in, the model's output folded onto it (EmoContext: "emocontext4"); default: the model's own.
     epoch_size: training windows drawn from this corpus per epoch, instead of the config's
-    ``corpus_epoch_size`` (0 = that).
+    ``corpus_epoch_size`` (0 = that). balance_classes: draw them with the same number of windows
+    per class (a class with few clips repeats within the epoch).
     """
 
     name: str
@@ -38,6 +39,7 @@ class DatasetSpec:
     max_dialogues: int = 0
     valid_labels: str = ""
     epoch_size: int = 0
+    balance_classes: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class TrainConfig:
     heard_text: float = 0.0  # probability of a window's texts as the pipeline heard them (heard_text_file)
     heard_text_file: str = ""  # scripts/heard_text.py's JSONL: transcripts of rendered training turns
     pseudo_pairs: bool = False
+    pseudo_pairs_drawn: bool = False  # pseudo-pairs from the epoch's drawn audio windows, not every training clip
     speaker_norm: bool = False  # audio vectors normalised per speaker with running statistics (models.audio_norm)
     speaker_norm_raw: bool = False  # with speaker_norm: the raw vector beside the normalised one (network.audio_dim x 2)
     epochs: int = 30
@@ -73,6 +76,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 6  # epochs without validation improvement before stopping
+    select_on: tuple[str, ...] = ()  # datasets whose mean validation score chooses the epoch (() = all)
+    select_metric: str = "uwf1"  # that score: uwf1, ua, wf1 or wa
     text_encoder: str = ""  # a base (minilm-l6-v2, mpnet-base-v2) or tuned layers in models/checkpoints; "" = MiniLM
     tune_layers: int = 2  # tune-text: how many top layers of the encoder are trained
     max_tokens: int = 64  # tune-text: utterances are cut to this many tokens
@@ -95,6 +100,13 @@ class TrainConfig:
             raise UserError(f"lr must be > 0, got {self.lr}")
         if not isinstance(self.train_only, (list, tuple)) or not all(isinstance(p, str) and p for p in self.train_only):
             raise UserError(f"train_only must be a list of parameter name prefixes, got {self.train_only!r}")
+        if not isinstance(self.select_on, (list, tuple)) or not all(isinstance(n, str) for n in self.select_on):
+            raise UserError(f"select_on must be a list of dataset names, got {self.select_on!r}")
+        unknown = set(self.select_on) - {d.name for d in self.datasets}
+        if unknown:
+            raise UserError(f"select_on: no dataset named {', '.join(sorted(map(repr, unknown)))}")
+        if self.select_metric not in ("uwf1", "ua", "wf1", "wa"):
+            raise UserError(f"select_metric must be uwf1, ua, wf1 or wa, got {self.select_metric!r}")
         if self.train_only and not self.init_from:
             raise UserError("train_only needs init_from: the frozen weights come from that checkpoint")
 
@@ -110,7 +122,15 @@ class TrainConfig:
         for item in overrides:
             apply_override(raw, item)
         specs = []
+        dropped = raw.pop("drop_datasets", [])  # e.g. --set 'drop_datasets=["turevdb"]': the config without them
+        if not isinstance(dropped, list) or not all(isinstance(n, str) for n in dropped):
+            raise UserError(f"drop_datasets must be a list of dataset names, got {dropped!r}")
+        unknown = set(dropped) - {d.get("name") for d in raw.get("datasets", [])}
+        if unknown:
+            raise UserError(f"drop_datasets: no dataset named {', '.join(sorted(map(repr, unknown)))}")
         for d in raw.pop("datasets", []):
+            if d.get("name") in dropped:
+                continue
             d = dict(d)
             for key in ("train", "valid", "valid_speakers", "test_speakers"):
                 if key in d:
