@@ -150,7 +150,8 @@ class TrainConfig:
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Set ``raw[a][b] = value`` for ``item = "a.b=value"``; value is TOML (bare words as strings)."""
+    """Set ``raw[a][b] = value`` for ``item = "a.b=value"``; value is TOML (bare words as strings). In an
+    array of tables a part names an entry: ``datasets.emodb.epoch_size=300``."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set {item!r}: expected key=value, e.g. network.max_context=1")
@@ -161,5 +162,12 @@ def apply_override(raw: dict, item: str) -> None:
     *parents, leaf = key.strip().split(".")
     node = raw
     for name in parents:
-        node = node.setdefault(name, {})
+        if isinstance(node, list):  # an array of tables (datasets.emodb.epoch_size): the entry of that name
+            node = next((t for t in node if isinstance(t, dict) and t.get("name") == name), None)
+            if node is None:
+                raise UserError(f"--set {item!r}: no entry named {name!r}")
+        else:
+            node = node.setdefault(name, {})
+    if isinstance(node, list):
+        raise UserError(f"--set {item!r}: name an entry, e.g. datasets.NAME.{leaf}=...")
     node[leaf] = parsed

@@ -84,3 +84,12 @@ def test_drop_datasets_and_select_on_are_checked(tmp_path):
         TrainConfig.from_toml(_config(tmp_path), ['drop_datasets=["a"]'])
     with pytest.raises(UserError, match="select_metric must be"):
         TrainConfig.from_toml(_config(tmp_path), ["optim.select_metric=accuracy"])
+
+
+def test_set_reaches_a_dataset_by_name(tmp_path):
+    config = TrainConfig.from_toml(_config(tmp_path), ["datasets.b.epoch_size=7", "datasets.a.balance_classes=false"])
+    assert [(d.epoch_size, d.balance_classes) for d in config.datasets] == [(0, False), (7, False)]
+    with pytest.raises(UserError, match="no entry named 'c'"):
+        TrainConfig.from_toml(_config(tmp_path), ["datasets.c.epoch_size=7"])
+    with pytest.raises(UserError, match="name an entry"):
+        TrainConfig.from_toml(_config(tmp_path), ["datasets.epoch_size=7"])
