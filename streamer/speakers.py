@@ -434,13 +434,16 @@ class EmbeddingClustering:
     Every utterance's embedding is kept (the last MAX_HISTORY). After each utterance the whole
     history is split in two by spherical 2-means on cosine similarity (``two_means``). The split
     stands for two speakers when the cosine distance between the two groups' mean directions
-    exceeds ``new_speaker_distance + EVIDENCE_DISTANCE / sqrt(s)``, s the seconds of audio in
-    the smaller group (the minimum-evidence rule: the mean of little speech is noisy, and
-    2-means finds a gap even in one voice; with 1 s apart the bar is 0.65, with 9 s 0.45).
-    Evidence counted in seconds rather than utterances lets a few long turns of a second voice
-    open B as early as many short words would (measured: docs/benchmarks.md, "Speaker
-    attribution"). The split also stands, on less distance (LINKED_DISTANCE), when at least
-    LINKS_NEEDED utterances were cut by the segmenter from the one before at a voice change
+    exceeds ``new_speaker_distance + EVIDENCE_DISTANCE * sqrt(1 / s_a + 1 / s_b)``, s_a and s_b
+    the seconds of audio in the two groups (the minimum-evidence rule: the mean of little speech
+    is noisy, and 2-means finds a gap even in one voice; the term is the standard error of a
+    difference of two means, so two 2 s turns need 0.6, and 1 s apart from a long history 0.6,
+    9 s 0.43). Evidence counted in seconds rather than utterances lets a few long turns of a
+    second voice open B as early as many short words would (measured: docs/benchmarks.md,
+    "Speaker attribution"; until round 7 the term read only the smaller group, 0.3 / sqrt(s),
+    which let a session's second utterance open B on as little evidence as a long history's).
+    The split also stands, on less distance (LINKED_DISTANCE), when at least LINKS_NEEDED
+    utterances were cut by the segmenter from the one before at a voice change
     (``Utterance.voice_change``) and every one of them lies on the other side than that one:
     the local comparison either side of a pause is evidence the group means do not have (one
     such cut alone may be a false one within a voice). Turn taking lowers the first bar: a split
@@ -455,10 +458,15 @@ class EmbeddingClustering:
     space, and that split stands first when it is **tight**: each group holds at least
     TIGHT_MIN_UTTERANCES utterances, the mean cosine distance of each group's members to its
     mean direction is under TIGHT_SPREAD, and the groups lie more than PROJECTED_DISTANCE +
-    PROJECTED_EVIDENCE / sqrt(s) apart. Synthetic voices whose pitch and rate change from turn
-    to turn are tight there (spread 0.08-0.16 on dev voices) while real voices' word turns are
-    not (0.23-0.47 over a speaker's turns, TurEV-DB and EmoDB), so the rule tells near-twin
-    synthetic voices apart. Otherwise there is one speaker, A. With ``synthetic`` (round 7: how
+    PROJECTED_EVIDENCE / sqrt(s) apart, s the seconds in the smaller group. Synthetic voices
+    whose pitch and rate change from turn to turn are tight there (spread 0.08-0.16 on dev
+    voices) while real voices' word turns are not (0.23-0.47 over a speaker's turns, TurEV-DB
+    and EmoDB), so the rule tells near-twin synthetic voices apart. Early on (round 8), a split
+    with only EARLY_MIN_UTTERANCES in a group also stands when the groups alternate in the
+    stream at least EARLY_ALTERNATION of the time and lie EARLY_FACTOR times that bar apart: two
+    voices taking turns are found a few utterances sooner, while a split of one voice rarely
+    alternates that much (dev: median alternation 0.33 against 0.67 for two voices). Otherwise
+    there is one speaker, A. With ``synthetic`` (round 7: how
     much a print sounds like an espeak-ng voice, ``VoiceProjection.synthetic_likeness``), the
     projected rule also needs each group's mean likeness above SYNTHETIC_GATE: the projection
     was learned on synthetic voices, and a real voice's sentence-length turns can come out tight
@@ -481,7 +489,7 @@ class EmbeddingClustering:
     """
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
-    EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
+    EVIDENCE_DISTANCE = 0.25  # cosine distance x sqrt(seconds), on dev data (0.3 to round 7, on the smaller group)
     LINKS_NEEDED = 2  # voice-change cuts that must all fall between the groups for the second rule
     LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
     # Turn taking (round 5, dev e2e dialogues and TurEV-DB): a split whose groups alternate in the
@@ -491,6 +499,10 @@ class EmbeddingClustering:
     # The projected rule, chosen on the e2e dev voices and TurEV-DB (docs/benchmarks.md); since the
     # synthetic gate keeps real voices out (round 7), a looser spread bar and a larger distance
     TIGHT_MIN_UTTERANCES = 3  # utterances in each group, at least (4 in round 4; dev, round 5)
+    # ... or, early on (round 8, dev voices), fewer in a split whose groups take turns and lie farther apart
+    EARLY_MIN_UTTERANCES = 2  # utterances in each group, at least
+    EARLY_ALTERNATION = 0.5  # share of consecutive utterances on opposite sides, at least (dev medians: 0.33 / 0.67)
+    EARLY_FACTOR = 1.6  # times the projected rule's distance bar
     TIGHT_SPREAD = 0.25  # mean cosine distance to the group's direction, in either group, below this (0.16 to round 6)
     PROJECTED_DISTANCE = 0.15  # cosine distance between the groups' directions in the projected space (0.1 to round 6) ...
     PROJECTED_EVIDENCE = 0.1  # ... plus this / sqrt(seconds in the smaller group)
@@ -565,13 +577,25 @@ class EmbeddingClustering:
         seconds = np.array(self._seconds)
         return max(min(float(seconds[side].sum()), float(seconds[~side].sum())), 1e-3)
 
+    def _evidence_seconds(self, side: np.ndarray) -> float:
+        """1 / (1 / s_a + 1 / s_b), s_a and s_b the seconds of audio in the two groups of ``side``
+        (bool [n]): the raw rule's evidence term is EVIDENCE_DISTANCE / sqrt(this), which shrinks
+        as both groups' means become sure, not the smaller group's alone."""
+        seconds = np.array(self._seconds)
+        a, b = (max(float(seconds[group].sum()), 1e-3) for group in (side, ~side))
+        return 1.0 / (1.0 / a + 1.0 / b)
+
     def _tight_groups(self) -> np.ndarray | None:
         """The projected rule: which utterances [n] are B (named), or None when it does not hold."""
         if not self._projected:
             return None
         projected = np.stack(self._projected)  # [n, k]
         side = two_means(projected)
-        if min(int(side.sum()), int((~side).sum())) < self.TIGHT_MIN_UTTERANCES:
+        fewest = min(int(side.sum()), int((~side).sum()))
+        if fewest < min(self.TIGHT_MIN_UTTERANCES, self.EARLY_MIN_UTTERANCES):
+            return None
+        early = fewest < self.TIGHT_MIN_UTTERANCES
+        if early and alternation(side) < self.EARLY_ALTERNATION:
             return None
         if self._likeness:
             likeness = np.array(self._likeness)
@@ -581,6 +605,8 @@ class EmbeddingClustering:
         spread = max(float(np.mean(1.0 - projected[~side] @ centroids[0])),
                      float(np.mean(1.0 - projected[side] @ centroids[1])))
         needed = self.PROJECTED_DISTANCE + self.PROJECTED_EVIDENCE / np.sqrt(self._smaller_seconds(side))
+        if early:
+            needed *= self.EARLY_FACTOR
         if spread >= self.TIGHT_SPREAD or 1.0 - float(centroids[0] @ centroids[1]) <= needed:
             return None
         return self._named(side)
@@ -594,10 +620,9 @@ class EmbeddingClustering:
             self._raw_stood = False
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
-        smaller = self._smaller_seconds(side)
-        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
+        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(self._evidence_seconds(side))
         needed -= self._turn_taking(side)
-        if self._raw_stood and smaller >= self.RAW_HOLD_SECONDS:
+        if self._raw_stood and self._smaller_seconds(side) >= self.RAW_HOLD_SECONDS:
             needed -= self.RAW_HOLD
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
@@ -609,8 +634,8 @@ class EmbeddingClustering:
         """The turn-taking allowance (cosine distance) for the split ``side`` (bool [n], stream
         order): TURN_TAKING_BONUS times how far the share of consecutive utterances on opposite
         sides exceeds ALTERNATION_BASE, scaled so that strict alternation earns the whole bonus."""
-        alternation = float(np.mean(side[1:] != side[:-1]))
-        return self.TURN_TAKING_BONUS * max(0.0, alternation - self.ALTERNATION_BASE) / (1.0 - self.ALTERNATION_BASE)
+        excess = max(0.0, alternation(side) - self.ALTERNATION_BASE)
+        return self.TURN_TAKING_BONUS * excess / (1.0 - self.ALTERNATION_BASE)
 
     def _named(self, side: np.ndarray) -> np.ndarray:
         """The two groups of ``side`` (bool [n], the last the new utterance) as B = True: the
@@ -621,6 +646,12 @@ class EmbeddingClustering:
         emitted_b = np.array([s is Speaker.B for s in self._emitted] + [False])
         agree = int((side[:-1] == emitted_b[:-1]).sum())
         return ~side if agree < (n - 1) - agree else side
+
+
+def alternation(side: np.ndarray) -> float:
+    """The share of consecutive utterances on opposite sides of a split ``side`` (bool [n], stream
+    order, n >= 2): 1 when two groups strictly take turns."""
+    return float(np.mean(side[1:] != side[:-1]))
 
 
 def _direction(embeddings: np.ndarray) -> np.ndarray:

@@ -333,7 +333,8 @@ def test_a_wrong_early_guess_is_corrected_by_later_evidence():
 
 
 def test_one_odd_utterance_is_not_enough_to_open_b():
-    """The minimum-evidence rule: a lone 1 s utterance needs EVIDENCE_DISTANCE more distance."""
+    """The minimum-evidence rule: a lone 1 s utterance after 2 s of A needs EVIDENCE_DISTANCE x
+    sqrt(1 / 1 + 1 / 2) more distance (0.5 + 0.31, less no turn-taking allowance: A A B)."""
     slightly_odd = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.5)
     assert [clustering.assign_print(v, 1.0) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
@@ -341,8 +342,8 @@ def test_one_odd_utterance_is_not_enough_to_open_b():
 
 @pytest.mark.parametrize("seconds, speaker", [(1.0, Speaker.A), (4.0, Speaker.B)])
 def test_evidence_is_counted_in_seconds_of_speech(seconds: float, speaker: Speaker):
-    """A voice 0.6 apart after A's two turns: one 1 s utterance of it is not enough (bar
-    0.4 + 0.3 / 1 = 0.7), one of 4 s is (0.4 + 0.3 / 2 = 0.55)."""
+    """A voice 0.6 apart after A's two 2 s turns: one 1 s utterance of it is not enough (bar
+    0.4 + 0.25 sqrt(1 / 1 + 1 / 4) = 0.68), one of 4 s is (0.4 + 0.25 sqrt(1 / 4 + 1 / 4) = 0.58)."""
     other = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.4)
     assert clustering.assign_print(basis(0), 2.0) is Speaker.A and clustering.assign_print(basis(0), 2.0) is Speaker.A
@@ -364,20 +365,21 @@ def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bo
 
 @pytest.mark.parametrize("bonus, second", [(EmbeddingClustering.TURN_TAKING_BONUS, Speaker.B), (0.0, Speaker.A)])
 def test_turn_taking_lets_an_answer_open_b_on_less_distance(bonus: float, second: Speaker):
-    """A 1 s answer 0.5 apart from A's 1 s turn: under the evidence bar (0.35 + 0.3 / 1 = 0.65),
-    but the two alternate, which lowers the bar by TURN_TAKING_BONUS (0.2) to 0.45."""
+    """A 1 s answer 0.5 apart from A's 2 s turn: under the evidence bar (0.35 + 0.25 sqrt(1 / 1 +
+    1 / 2) = 0.66), but the two alternate, which lowers the bar by TURN_TAKING_BONUS (0.2) to 0.46."""
     other = 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(2)  # distance 0.5 from A
     clustering = EmbeddingClustering(0.35)
     clustering.TURN_TAKING_BONUS = bonus
-    assert [clustering.assign_print(v, 1.0) for v in (basis(0), other)] == [Speaker.A, second]
+    assert [clustering.assign_print(v, s) for v, s in ((basis(0), 2.0), (other, 1.0))] == [Speaker.A, second]
 
 
 @pytest.mark.parametrize("spread, opens_b", [(0.1, True), (0.3, False)])
 def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: float, opens_b: bool):
     """Two voices 0.1 apart (cosine) open no B by the raw rule. When a projection puts each
     voice's turns in a tight group (spread 0.1, well under TIGHT_SPREAD) with the groups 0.5
-    apart, B opens once each group has TIGHT_MIN_UTTERANCES turns; when the turns are spread
-    out there (0.3, as real voices' are), the projected rule stays out of it."""
+    apart, B opens once each group has EARLY_MIN_UTTERANCES turns (the turns alternate, and 0.5 is
+    more than EARLY_FACTOR x the bar); when the turns are spread out there (0.3, as real voices'
+    are), the projected rule stays out of it."""
     rng = np.random.default_rng(4)
     near = 0.9 * basis(0) + np.sqrt(1 - 0.9**2) * basis(2)  # raw distance 0.1 from A
     projected = {0: basis(0), 1: 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(1)}  # 0.5 apart
@@ -388,11 +390,30 @@ def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: f
     clustering = EmbeddingClustering(0.35, project=project)
     turns = [0, 1] * 8
     speakers = [clustering.assign_print(near if t else basis(0), 2.0) for t in turns]
-    later = speakers[2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES:]  # both groups big enough by now
-    expected = [Speaker.B if t else Speaker.A for t in turns[2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES:]]
-    assert (later == expected) is opens_b
-    assert speakers[:2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES - 1] == [Speaker.A] * (2 * EmbeddingClustering.TIGHT_MIN_UTTERANCES - 1)
+    opened = 2 * EmbeddingClustering.EARLY_MIN_UTTERANCES - 1  # both groups big enough from here
+    expected = [Speaker.B if t else Speaker.A for t in turns[opened:]]
+    assert (speakers[opened:] == expected) is opens_b
+    assert speakers[:opened] == [Speaker.A] * opened
     assert EmbeddingClustering(0.35).assign_print(near, 2.0) is Speaker.A  # without a projection: the raw rule alone
+
+
+@pytest.mark.parametrize("turns, first_b", [([0, 1, 0, 1, 0, 1], 3), ([0, 0, 0, 1, 1, 1], 5), ([0, 0, 1, 1, 1, 1], None)])
+def test_an_early_split_in_the_projected_space_needs_turn_taking(turns: list[int], first_b: int | None):
+    """Tight voices 0.5 apart in the projected space (0.1 in the raw one). With only
+    EARLY_MIN_UTTERANCES (2) in a group the split stands when the groups alternate at least
+    EARLY_ALTERNATION (0.5) of the time: 0 1 0 1 (1.0) opens B at the 4th utterance, while
+    0 0 0 1 1 (0.25) waits for TIGHT_MIN_UTTERANCES (3) each, at the 6th, and 0 0 1 1 1 1
+    (0.2-0.33, two in A's group) opens none."""
+    rng = np.random.default_rng(7)
+    near = 0.9 * basis(0) + np.sqrt(1 - 0.9**2) * basis(2)  # raw distance 0.1 from A
+    projected = {0: basis(0), 1: 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(1)}  # 0.5 apart
+
+    def project(embedding: np.ndarray) -> np.ndarray:
+        return voice(projected[int(embedding @ near > embedding @ basis(0))], rng, noise=np.sqrt(1 / 0.9**2 - 1))
+
+    clustering = EmbeddingClustering(0.35, project=project)
+    speakers = [clustering.assign_print(near if t else basis(0), 2.0) for t in turns]
+    assert (speakers.index(Speaker.B) if Speaker.B in speakers else None) == first_b
 
 
 @pytest.mark.parametrize("likeness, opens_b", [(0.7, True), (EmbeddingClustering.SYNTHETIC_GATE - 0.01, False), (0.25, False)])
@@ -415,8 +436,9 @@ def test_the_projected_rule_acts_only_on_voices_that_sound_synthetic(likeness: f
 
 @pytest.mark.parametrize("hold, kept", [(EmbeddingClustering.RAW_HOLD, True), (0.0, False)])
 def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, kept: bool):
-    """B's first four 2 s turns lie 0.6 from A's voice and open B; its later turns come to 0.3, so
-    the groups' distance sinks under the evidence bar (0.35 + 0.3 / sqrt(s)) after 18 turns.
+    """B's first four 2 s turns lie 0.65 from A's voice and open B; its later turns come to 0.3, so
+    the groups' distance sinks under the evidence bar (0.35 + 0.25 sqrt(1 / s_a + 1 / s_b)) after
+    18 turns.
     With RAW_HOLD the split that stood (its smaller group past RAW_HOLD_SECONDS) is kept."""
 
     def at(distance: float) -> np.ndarray:
@@ -425,7 +447,7 @@ def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, k
     clustering = EmbeddingClustering(0.35)
     clustering.TURN_TAKING_BONUS = 0.0  # the turns alternate: this rule alone
     clustering.RAW_HOLD = hold
-    speakers = [clustering.assign_print(v, 2.0) for v in [basis(0), at(0.6)] * 4 + [basis(0), at(0.3)] * 8]
+    speakers = [clustering.assign_print(v, 2.0) for v in [basis(0), at(0.65)] * 4 + [basis(0), at(0.3)] * 8]
     assert speakers[:18] == [Speaker.A, Speaker.B] * 9
     assert (speakers[18:] == [Speaker.A, Speaker.B] * 3) is kept
 
