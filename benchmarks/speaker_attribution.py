@@ -61,7 +61,9 @@ from streamer.segmenter import Segmenter, SegmenterConfig  # noqa: E402
 from streamer.speaker_change import SpeakerChangeConfig, SpeakerChangeDetector  # noqa: E402
 from streamer.speakers import (  # noqa: E402
     DEFAULT_NEW_SPEAKER_DISTANCE,
+    Decision,
     EmbeddingClustering,
+    Rule,
     SpeakerAttributor,
     SpeakerConfig,
     SpeakerMode,
@@ -213,20 +215,25 @@ class Revised:
 Policy = SpeakerConfig | Callable[[], EmbeddingClustering] | Revised
 
 
-def revised_speakers(dialogue: Dialogue, config: SpeakerConfig) -> list[Speaker]:
-    """A fresh voice clustering's speakers for a dialogue, each as the latest revision names it."""
-    attributor, revisions, speakers = make_attributor(config), SpeakerRevisions(), []
+def emitted_and_revised(dialogue: Dialogue,
+                        config: SpeakerConfig) -> tuple[list[Speaker], list[Speaker], list[Decision]]:
+    """A fresh campplus clustering's speakers for a dialogue as emitted, the same as the latest
+    revision names each, and how each was decided when emitted (``EmbeddingClustering.decision``)."""
+    attributor, revisions = make_attributor(config), SpeakerRevisions()
+    emitted, revised, decisions = [], [], []
     for i, clip in enumerate(dialogue):
-        speakers.append(attributor.assign_print(clip.prints[config.feature], len(clip.audio) / SAMPLE_RATE))
-        for earlier, speaker in revisions.note(i, speakers[-1], attributor.names()):
-            speakers[earlier] = speaker
-    return speakers
+        emitted.append(attributor.assign_print(clip.prints[config.feature], len(clip.audio) / SAMPLE_RATE))
+        decisions.append(attributor.decision)
+        revised.append(emitted[-1])
+        for earlier, speaker in revisions.note(i, emitted[-1], attributor.names()):
+            revised[earlier] = speaker
+    return emitted, revised, decisions
 
 
 def attribute(dialogue: Dialogue, config: Policy) -> list[Speaker]:
     """A fresh attributor's speakers for a dialogue (voice clustering reads the cached prints)."""
     if isinstance(config, Revised):
-        return revised_speakers(dialogue, config.config)
+        return emitted_and_revised(dialogue, config.config)[1]
     attributor = config() if callable(config) else make_attributor(config)
     feature = VoiceFeature.CAMPPLUS if callable(config) else config.feature
     if isinstance(attributor, VoiceClustering):
@@ -234,6 +241,14 @@ def attribute(dialogue: Dialogue, config: Policy) -> list[Speaker]:
     if isinstance(attributor, EmbeddingClustering):
         return [attributor.assign_print(clip.prints[feature], len(clip.audio) / SAMPLE_RATE) for clip in dialogue]
     return feed(attributor, dialogue)
+
+
+def labelled(dialogue: Dialogue, predicted: list[Speaker]) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, truth), bool [n] each, True = the other voice than the first utterance's, the
+    predicted speakers under the better labelling (A/B swap)."""
+    truth = np.array([clip.speaker != dialogue[0].speaker for clip in dialogue])
+    b = np.array([s is Speaker.B for s in predicted])
+    return (b if (b == truth).mean() >= 0.5 else ~b), truth
 
 
 def accuracy(dialogue: Dialogue, predicted: list[Speaker]) -> float:
@@ -456,10 +471,7 @@ def error_kinds(dialogue: Dialogue, config: Policy) -> list[str]:
     wrong side as well: the voice print, not the online decision, is at fault), else *other*
     (an online decision that hindsight gets right).
     """
-    predicted = np.array([s is Speaker.B for s in attribute(dialogue, config)])
-    truth = np.array([clip.speaker != dialogue[0].speaker for clip in dialogue])
-    if (predicted == truth).mean() < 0.5:
-        predicted = ~predicted
+    predicted, truth = labelled(dialogue, attribute(dialogue, config))
     hindsight = two_means(np.stack([clip.prints[VoiceFeature.CAMPPLUS] for clip in dialogue]))
     if (hindsight == truth).mean() < 0.5:
         hindsight = ~hindsight
@@ -476,6 +488,48 @@ def error_kinds(dialogue: Dialogue, config: Policy) -> list[str]:
         else:
             kinds.append(ERROR_KINDS[3] if hindsight[i] != truth[i] else ERROR_KINDS[4])
     return kinds
+
+
+POSITIONS = {"1st": (0, 1), "2nd": (1, 2), "3rd-4th": (2, 4), "5th-10th": (4, 10), "11th on": (10, 10**9)}
+EMITTED_ERROR_HEADER = (["corpus", "turns", "errors as emitted", "as revised", "put right later", "made wrong later"]
+                        + [f"put right: the {p}" for p in POSITIONS] + [f"put right: by {r.value}" for r in Rule]
+                        + ["put right, no split: median raw distance / bar"])
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One utterance's speaker, right or wrong as emitted and as revised (each reading under its
+    better A/B labelling, as ``accuracy`` counts them), its index in the dialogue and how the
+    clustering decided it when emitted."""
+
+    index: int
+    emitted_right: bool
+    revised_right: bool
+    decision: Decision
+
+
+def attributions(dialogue: Dialogue, config: SpeakerConfig) -> list[Attribution]:
+    """Every utterance of a dialogue, attributed by a fresh campplus clustering."""
+    emitted, revised, decisions = emitted_and_revised(dialogue, config)
+    (emitted_b, truth), (revised_b, _) = labelled(dialogue, emitted), labelled(dialogue, revised)
+    return [Attribution(i, bool(emitted_b[i] == truth[i]), bool(revised_b[i] == truth[i]), decisions[i])
+            for i in range(len(dialogue))]
+
+
+def emitted_error_row(corpus: str, dialogues: list[Dialogue], config: SpeakerConfig) -> list[object]:
+    """A row of the *as emitted errors by kind* table: the errors as emitted and as revised, those
+    the revisions put right and those they made wrong; of the emitted errors put right, where in
+    the dialogue they fell and which rule named them, with the median raw distance / bar of those
+    named while no split stood."""
+    every = [a for d in dialogues for a in attributions(d, config)]
+    fixed = [a for a in every if a.revised_right and not a.emitted_right]
+    near = [a.decision.raw_distance / a.decision.raw_bar for a in fixed
+            if a.decision.rule is Rule.NO_SPLIT and np.isfinite(a.decision.raw_distance)]
+    return ([corpus, len(every), sum(not a.emitted_right for a in every), sum(not a.revised_right for a in every),
+             len(fixed), sum(a.emitted_right and not a.revised_right for a in every)]
+            + [sum(lo <= e.index < hi for e in fixed) for lo, hi in POSITIONS.values()]
+            + [sum(e.decision.rule is rule for e in fixed) for rule in Rule]
+            + [f"{np.median(near):.2f}" if near else "—"])
 
 
 def row(cells: Iterable[object]) -> str:
@@ -598,13 +652,23 @@ def main() -> None:
     print(f"\n### Errors by kind, default voice print ({default.feature.value}), true turns (see error_kinds)\n")
     print(row(["corpus", "turns", "errors"] + ERROR_KINDS))
     print(row(["---"] * (3 + len(ERROR_KINDS))))
-    for corpus, dialogues in {
+    error_corpora = {
         "espeak same-sex": of_pairs(espeak, lambda p: p in ESPEAK_SAME_SEX), "espeak all": of_pairs(espeak, lambda p: True),
         "EmoDB same-sex": of_pairs(emodb_d, lambda p: not cross_sex(p)), "EmoDB cross-sex": of_pairs(emodb_d, cross_sex),
         "TurEV-DB (dev)": of_pairs(turev_d, lambda p: True),
-    }.items():
+    }
+    for corpus, dialogues in error_corpora.items():
         kinds = [k for d in dialogues for k in error_kinds(d, default)]
         print(row([corpus, sum(len(d) for d in dialogues), len(kinds)] + [kinds.count(k) for k in ERROR_KINDS]))
+
+    print(f"\n### As emitted errors by kind, default voice print ({default.feature.value}), true turns "
+          "(see emitted_errors)\n")
+    print("Of the errors as emitted, those the later speaker_revisions put right: the utterance's place in "
+          "its dialogue and the rule that named it when it was emitted.\n")
+    print(row(EMITTED_ERROR_HEADER))
+    print(row(["---"] * len(EMITTED_ERROR_HEADER)))
+    for corpus, dialogues in error_corpora.items():
+        print(row(emitted_error_row(corpus, dialogues, default)))
 
     print("\n### Speaker verification: same- vs different-speaker clip pairs, EER / ROC AUC\n")
     print(row(["voice print", "EmoDB (test)", "TurEV-DB (dev)"]))

@@ -247,6 +247,29 @@ class SpeakerAttributor(Protocol):
         ...
 
 
+class Rule(str, Enum):
+    """Which of ``EmbeddingClustering``'s rules named the latest utterance."""
+
+    NO_SPLIT = "no split stood"  # one voice so far: every utterance A
+    RAW = "raw"  # the raw split's distance passed its bar
+    LINKED = "voice-change links"
+    PROJECTED = "projected"
+    EARLY = "projected, early"  # the projected rule on EARLY_MIN_UTTERANCES a group
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How ``EmbeddingClustering`` named its latest utterance, for error analysis: the rule, the
+    prints clustered, and the raw split's distance between its groups' mean directions with the
+    bar it had to pass (cosine distance; NaN where the projected rule decided first or 2-means
+    found a single group)."""
+
+    rule: Rule
+    prints: int
+    raw_distance: float = float("nan")
+    raw_bar: float = float("nan")
+
+
 class SpeakerRevisions:
     """The speakers emitted for the latest REVISABLE utterances, to tell which of them an
     attributor's current ``names()`` has changed since."""
@@ -434,16 +457,13 @@ class EmbeddingClustering:
     Every utterance's embedding is kept (the last MAX_HISTORY). After each utterance the whole
     history is split in two by spherical 2-means on cosine similarity (``two_means``). The split
     stands for two speakers when the cosine distance between the two groups' mean directions
-    exceeds ``new_speaker_distance + EVIDENCE_DISTANCE * sqrt(1 / s_a + 1 / s_b)``, s_a and s_b
-    the seconds of audio in the two groups (the minimum-evidence rule: the mean of little speech
-    is noisy, and 2-means finds a gap even in one voice; the term is the standard error of a
-    difference of two means, so two 2 s turns need 0.6, and 1 s apart from a long history 0.6,
-    9 s 0.43). Evidence counted in seconds rather than utterances lets a few long turns of a
-    second voice open B as early as many short words would (measured: docs/benchmarks.md,
-    "Speaker attribution"; until round 7 the term read only the smaller group, 0.3 / sqrt(s),
-    which let a session's second utterance open B on as little evidence as a long history's).
-    The split also stands, on less distance (LINKED_DISTANCE), when at least LINKS_NEEDED
-    utterances were cut by the segmenter from the one before at a voice change
+    exceeds ``new_speaker_distance + EVIDENCE_DISTANCE / sqrt(s)``, s the seconds of audio in
+    the smaller group (the minimum-evidence rule: the mean of little speech is noisy, and
+    2-means finds a gap even in one voice; with 1 s apart the bar is 0.65, with 9 s 0.45).
+    Evidence counted in seconds rather than utterances lets a few long turns of a second voice
+    open B as early as many short words would (measured: docs/benchmarks.md, "Speaker
+    attribution"). The split also stands, on less distance (LINKED_DISTANCE), when at least
+    LINKS_NEEDED utterances were cut by the segmenter from the one before at a voice change
     (``Utterance.voice_change``) and every one of them lies on the other side than that one:
     the local comparison either side of a pause is evidence the group means do not have (one
     such cut alone may be a false one within a voice). Turn taking lowers the first bar: a split
@@ -489,7 +509,7 @@ class EmbeddingClustering:
     """
 
     MAX_HISTORY = 400  # utterances kept; a 2-means pass over them costs well under a millisecond
-    EVIDENCE_DISTANCE = 0.25  # cosine distance x sqrt(seconds), on dev data (0.3 to round 7, on the smaller group)
+    EVIDENCE_DISTANCE = 0.3  # cosine distance x sqrt(seconds); with new_speaker_distance chosen on dev data
     LINKS_NEEDED = 2  # voice-change cuts that must all fall between the groups for the second rule
     LINKED_DISTANCE = 0.15  # cosine distance between the groups enough under that rule (dev e2e dialogues)
     # Turn taking (round 5, dev e2e dialogues and TurEV-DB): a split whose groups alternate in the
@@ -535,6 +555,7 @@ class EmbeddingClustering:
         self._emitted: list[Speaker] = []
         self._names: list[Speaker] = []  # every utterance's name after the latest clustering, stream order
         self._raw_stood = False  # whether the raw rules' split stood when they were last asked
+        self.decision = Decision(Rule.NO_SPLIT, 0)  # how the latest utterance was named
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
         return self._embed(utterance)
@@ -577,14 +598,6 @@ class EmbeddingClustering:
         seconds = np.array(self._seconds)
         return max(min(float(seconds[side].sum()), float(seconds[~side].sum())), 1e-3)
 
-    def _evidence_seconds(self, side: np.ndarray) -> float:
-        """1 / (1 / s_a + 1 / s_b), s_a and s_b the seconds of audio in the two groups of ``side``
-        (bool [n]): the raw rule's evidence term is EVIDENCE_DISTANCE / sqrt(this), which shrinks
-        as both groups' means become sure, not the smaller group's alone."""
-        seconds = np.array(self._seconds)
-        a, b = (max(float(seconds[group].sum()), 1e-3) for group in (side, ~side))
-        return 1.0 / (1.0 / a + 1.0 / b)
-
     def _tight_groups(self) -> np.ndarray | None:
         """The projected rule: which utterances [n] are B (named), or None when it does not hold."""
         if not self._projected:
@@ -609,25 +622,30 @@ class EmbeddingClustering:
             needed *= self.EARLY_FACTOR
         if spread >= self.TIGHT_SPREAD or 1.0 - float(centroids[0] @ centroids[1]) <= needed:
             return None
+        self.decision = Decision(Rule.EARLY if early else Rule.PROJECTED, len(side))
         return self._named(side)
 
     def _groups(self, embeddings: np.ndarray) -> np.ndarray:
         """Which utterances [n] are B, after naming the 2-means groups to fit the emitted names;
-        notes whether the split stood, for the next utterance's RAW_HOLD."""
+        notes whether the split stood, for the next utterance's RAW_HOLD, and the decision."""
         n = len(embeddings)
         side = two_means(embeddings)
         if n < 2 or side.all() or not side.any():
             self._raw_stood = False
+            self.decision = Decision(Rule.NO_SPLIT, n)
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
-        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(self._evidence_seconds(side))
+        smaller = self._smaller_seconds(side)
+        needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
         needed -= self._turn_taking(side)
-        if self._raw_stood and self._smaller_seconds(side) >= self.RAW_HOLD_SECONDS:
+        if self._raw_stood and smaller >= self.RAW_HOLD_SECONDS:
             needed -= self.RAW_HOLD
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
         self._raw_stood = between > needed or held
+        rule = Rule.RAW if between > needed else Rule.LINKED if held else Rule.NO_SPLIT
+        self.decision = Decision(rule, n, between, float(needed))
         return self._named(side) if self._raw_stood else np.zeros(n, bool)
 
     def _turn_taking(self, side: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from streamer.speakers import (
     N_MFCC,
     PITCH_UNIT_ST,
     EmbeddingClustering,
+    Rule,
     SpeakerConfig,
     SpeakerMode,
     SpeakerRevisions,
@@ -333,8 +334,7 @@ def test_a_wrong_early_guess_is_corrected_by_later_evidence():
 
 
 def test_one_odd_utterance_is_not_enough_to_open_b():
-    """The minimum-evidence rule: a lone 1 s utterance after 2 s of A needs EVIDENCE_DISTANCE x
-    sqrt(1 / 1 + 1 / 2) more distance (0.5 + 0.31, less no turn-taking allowance: A A B)."""
+    """The minimum-evidence rule: a lone 1 s utterance needs EVIDENCE_DISTANCE more distance."""
     slightly_odd = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.5)
     assert [clustering.assign_print(v, 1.0) for v in (basis(0), basis(0), slightly_odd)] == [Speaker.A] * 3
@@ -342,8 +342,8 @@ def test_one_odd_utterance_is_not_enough_to_open_b():
 
 @pytest.mark.parametrize("seconds, speaker", [(1.0, Speaker.A), (4.0, Speaker.B)])
 def test_evidence_is_counted_in_seconds_of_speech(seconds: float, speaker: Speaker):
-    """A voice 0.6 apart after A's two 2 s turns: one 1 s utterance of it is not enough (bar
-    0.4 + 0.25 sqrt(1 / 1 + 1 / 4) = 0.68), one of 4 s is (0.4 + 0.25 sqrt(1 / 4 + 1 / 4) = 0.58)."""
+    """A voice 0.6 apart after A's two turns: one 1 s utterance of it is not enough (bar
+    0.4 + 0.3 / 1 = 0.7), one of 4 s is (0.4 + 0.3 / 2 = 0.55)."""
     other = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(2)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.4)
     assert clustering.assign_print(basis(0), 2.0) is Speaker.A and clustering.assign_print(basis(0), 2.0) is Speaker.A
@@ -365,12 +365,12 @@ def test_parts_cut_at_voice_changes_may_open_b_on_less_distance(voice_change: bo
 
 @pytest.mark.parametrize("bonus, second", [(EmbeddingClustering.TURN_TAKING_BONUS, Speaker.B), (0.0, Speaker.A)])
 def test_turn_taking_lets_an_answer_open_b_on_less_distance(bonus: float, second: Speaker):
-    """A 1 s answer 0.5 apart from A's 2 s turn: under the evidence bar (0.35 + 0.25 sqrt(1 / 1 +
-    1 / 2) = 0.66), but the two alternate, which lowers the bar by TURN_TAKING_BONUS (0.2) to 0.46."""
+    """A 1 s answer 0.5 apart from A's 1 s turn: under the evidence bar (0.35 + 0.3 / 1 = 0.65),
+    but the two alternate, which lowers the bar by TURN_TAKING_BONUS (0.2) to 0.45."""
     other = 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(2)  # distance 0.5 from A
     clustering = EmbeddingClustering(0.35)
     clustering.TURN_TAKING_BONUS = bonus
-    assert [clustering.assign_print(v, s) for v, s in ((basis(0), 2.0), (other, 1.0))] == [Speaker.A, second]
+    assert [clustering.assign_print(v, 1.0) for v in (basis(0), other)] == [Speaker.A, second]
 
 
 @pytest.mark.parametrize("spread, opens_b", [(0.1, True), (0.3, False)])
@@ -412,8 +412,12 @@ def test_an_early_split_in_the_projected_space_needs_turn_taking(turns: list[int
         return voice(projected[int(embedding @ near > embedding @ basis(0))], rng, noise=np.sqrt(1 / 0.9**2 - 1))
 
     clustering = EmbeddingClustering(0.35, project=project)
-    speakers = [clustering.assign_print(near if t else basis(0), 2.0) for t in turns]
+    speakers, rules = [], []  # rules: which rule named each utterance (EmbeddingClustering.decision)
+    for t in turns:
+        speakers.append(clustering.assign_print(near if t else basis(0), 2.0))
+        rules.append(clustering.decision.rule)
     assert (speakers.index(Speaker.B) if Speaker.B in speakers else None) == first_b
+    assert rules[0] is Rule.NO_SPLIT and rules[first_b or 0] is {3: Rule.EARLY, 5: Rule.PROJECTED, None: Rule.NO_SPLIT}[first_b]
 
 
 @pytest.mark.parametrize("likeness, opens_b", [(0.7, True), (EmbeddingClustering.SYNTHETIC_GATE - 0.01, False), (0.25, False)])
@@ -436,9 +440,8 @@ def test_the_projected_rule_acts_only_on_voices_that_sound_synthetic(likeness: f
 
 @pytest.mark.parametrize("hold, kept", [(EmbeddingClustering.RAW_HOLD, True), (0.0, False)])
 def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, kept: bool):
-    """B's first four 2 s turns lie 0.65 from A's voice and open B; its later turns come to 0.3, so
-    the groups' distance sinks under the evidence bar (0.35 + 0.25 sqrt(1 / s_a + 1 / s_b)) after
-    18 turns.
+    """B's first four 2 s turns lie 0.6 from A's voice and open B; its later turns come to 0.3, so
+    the groups' distance sinks under the evidence bar (0.35 + 0.3 / sqrt(s)) after 18 turns.
     With RAW_HOLD the split that stood (its smaller group past RAW_HOLD_SECONDS) is kept."""
 
     def at(distance: float) -> np.ndarray:
@@ -447,7 +450,7 @@ def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, k
     clustering = EmbeddingClustering(0.35)
     clustering.TURN_TAKING_BONUS = 0.0  # the turns alternate: this rule alone
     clustering.RAW_HOLD = hold
-    speakers = [clustering.assign_print(v, 2.0) for v in [basis(0), at(0.65)] * 4 + [basis(0), at(0.3)] * 8]
+    speakers = [clustering.assign_print(v, 2.0) for v in [basis(0), at(0.6)] * 4 + [basis(0), at(0.3)] * 8]
     assert speakers[:18] == [Speaker.A, Speaker.B] * 9
     assert (speakers[18:] == [Speaker.A, Speaker.B] * 3) is kept
 
