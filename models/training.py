@@ -69,6 +69,7 @@ class Corpus:
     heard_rows: dict[int, int] = field(default_factory=dict)  # text row -> row of what the pipeline heard of it
     speaker_norm: dict | None = None  # Checkpoint.speaker_norm: the prior of per-speaker online normalisation
     balanced: frozenset[str] = frozenset()  # dataset names whose epoch draw has the same count per class
+    synthetic_rows: frozenset[int] = frozenset()  # audio rows of synthetic voices (DatasetSpec.synthetic)
 
 
 def load_heard(path: Path) -> dict[str, dict[str, str]]:
@@ -133,6 +134,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     heard_rows: dict[int, int] = {}
     heard = load_heard(Path(config.heard_text_file)) if config.heard_text else {}
     audio_sessions: list[tuple[list[str], bool]] = []
+    synthetic_rows: list[int] = []
     for spec in config.datasets:
         samples = load_dataset(spec.name, spec.path, keep_unlabelled=True).samples
         if not spec.valid_speakers:  # text corpora: only what is trained or validated on
@@ -155,6 +157,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
             audio_sessions.append(sample_sessions(samples))
             audio_rows = list(range(n_audio, n_audio + len(samples)))
             n_audio += len(samples)
+            if spec.synthetic:
+                synthetic_rows += audio_rows
         position = {id(s): i for i, s in enumerate(samples)}
 
         valid_sets[spec.name] = label_set(spec.valid_labels) if spec.valid_labels else labels
@@ -202,6 +206,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         audio_mean=torch.from_numpy(mean).float(), audio_std=torch.from_numpy(std).float(),
         train=train, epoch_sizes={d.name: d.epoch_size or config.corpus_epoch_size for d in config.datasets},
         balanced=frozenset(d.name for d in config.datasets if d.balance_classes),
+        synthetic_rows=frozenset(synthetic_rows),
         valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
         spoken_rows=spoken_rows, heard_rows=heard_rows, speaker_norm=speaker_norm,
     )
@@ -278,6 +283,17 @@ def balanced_draw(windows: Sequence[Window], size: int, rng: random.Random) -> l
             pools[label] = rng.sample(by_label[label], len(by_label[label]))
         drawn.append(pools[label].pop())
     return drawn
+
+
+def gate_loss(gate: torch.Tensor, has_audio: torch.Tensor, windows: Sequence[Window],
+              synthetic_rows: frozenset[int]) -> torch.Tensor:
+    """Binary cross-entropy of the target's audio gate ([B] in [0, 1]) against 0 for synthetic-voice
+    audio and 1 for any other, over the windows whose target has audio (``has_audio``, [B] bool)."""
+    real = torch.tensor([w.audio_rows[-1] not in synthetic_rows for w in windows], dtype=gate.dtype,
+                        device=gate.device)  # [B]
+    if not has_audio.any():
+        return gate.sum() * 0.0
+    return torch.nn.functional.binary_cross_entropy(gate[has_audio].clamp(1e-6, 1 - 1e-6), real[has_audio])
 
 
 def epoch_windows(corpus: Corpus, rng: random.Random, shift_boost: int = 0) -> list[Window]:
@@ -403,6 +419,9 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             loss = classify(output.logits, target, support)
             if config.utterance_loss and output.utterance_logits is not None:
                 loss = loss + config.utterance_loss * classify(output.utterance_logits, target, support)
+            if config.gate_loss and output.audio_gate is not None:
+                loss = loss + config.gate_loss * gate_loss(output.audio_gate, batch.audio_present[:, -1], chunk,
+                                                           corpus.synthetic_rows)
             paired = batch.audio_present[:, -1] & batch.text_present[:, -1]
             if (weights.alignment or weights.matching) and paired.sum() > 1:
                 a, t, yp = output.audio_emb[paired], output.text_emb[paired], y[paired]
@@ -449,6 +468,7 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
             "heard_turns": len(corpus.heard_rows), "speaker_norm": config.speaker_norm,
             "speaker_norm_raw": config.speaker_norm_raw, "pseudo_pairs_drawn": config.pseudo_pairs_drawn,
+            "gate_loss": config.gate_loss,
             "balance_classes": sorted(corpus.balanced)},
             "selection": {"datasets": list(config.select_on) or "all", "metric": config.select_metric,
                           "best": round(best, 4)},

@@ -26,7 +26,9 @@ class DatasetSpec:
     in, the model's output folded onto it (EmoContext: "emocontext4"); default: the model's own.
     epoch_size: training windows drawn from this corpus per epoch, instead of the config's
     ``corpus_epoch_size`` (0 = that). balance_classes: draw them with the same number of windows
-    per class (a class with few clips repeats within the epoch).
+    per class (a class with few clips repeats within the epoch). synthetic: its audio carries no
+    emotion (espeak-ng renders); with ``objectives.gate_loss`` the audio gate is taught to close on
+    it and to open on every other corpus's audio.
     """
 
     name: str
@@ -40,6 +42,7 @@ class DatasetSpec:
     valid_labels: str = ""
     epoch_size: int = 0
     balance_classes: bool = False
+    synthetic: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class TrainConfig:
     heard_text: float = 0.0  # probability of a window's texts as the pipeline heard them (heard_text_file)
     heard_text_file: str = ""  # scripts/heard_text.py's JSONL: transcripts of rendered training turns
     pseudo_pairs: bool = False
+    gate_loss: float = 0.0  # weight of a binary cross-entropy teaching the gate: 0 on synthetic audio, 1 on the rest
     pseudo_pairs_drawn: bool = False  # pseudo-pairs from the epoch's drawn audio windows, not every training clip
     speaker_norm: bool = False  # audio vectors normalised per speaker with running statistics (models.audio_norm)
     speaker_norm_raw: bool = False  # with speaker_norm: the raw vector beside the normalised one (network.audio_dim x 2)

@@ -93,3 +93,14 @@ def test_set_reaches_a_dataset_by_name(tmp_path):
         TrainConfig.from_toml(_config(tmp_path), ["datasets.c.epoch_size=7"])
     with pytest.raises(UserError, match="name an entry"):
         TrainConfig.from_toml(_config(tmp_path), ["datasets.epoch_size=7"])
+
+
+def test_gate_loss_teaches_closed_on_synthetic_and_open_on_acted_audio():
+    from models.training import gate_loss
+
+    windows = _clips([Emotion.SAD, Emotion.ANGRY, Emotion.HAPPY], "g")  # audio rows 0, 1, 2
+    has_audio = torch.tensor([True, True, False])
+    right = gate_loss(torch.tensor([0.01, 0.99, 0.5]), has_audio, windows, frozenset({0}))
+    wrong = gate_loss(torch.tensor([0.99, 0.01, 0.5]), has_audio, windows, frozenset({0}))
+    assert right < 0.02 < 4 < wrong  # row 0 synthetic (gate -> 0), row 1 acted (gate -> 1), row 2 unscored
+    assert gate_loss(torch.tensor([0.3, 0.3, 0.3]), torch.zeros(3, dtype=torch.bool), windows, frozenset()) == 0
