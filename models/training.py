@@ -435,7 +435,8 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             total += loss.item() * len(y)
         scores = validate(network, corpus, device, labels)
         mean_f1 = float(np.mean([s.uwf1 for s in scores.values()])) if scores else 0.0
-        chosen = [getattr(s, config.select_metric) for k, s in scores.items() if not config.select_on or k in config.select_on]
+        chosen = [getattr(s, config.select_metric) for k, s in scores.items()
+                  if not config.select_on or k in config.select_on]
         selection = float(np.mean(chosen)) if chosen else 0.0
         history.append({"epoch": epoch + 1, "train_loss": total / len(windows), "selection": round(selection, 4),
                         **{f"{k}_uwf1": round(s.uwf1, 4) for k, s in scores.items()}})
