@@ -195,3 +195,28 @@ def test_written_set_is_read_from_the_repository_whatever_the_data_root():
     assert len(chosen) == 6 and len({d[0].dialogue for d in chosen}) == 6
     assert all(d[0].dataset == "written" and len({s.speaker for s in d}) == 2 for d in chosen)
     assert {s.label for d in chosen for s in d} == {Emotion.NEUTRAL, Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY}
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
+def test_true_turn_rows_for_the_loss_split(tmp_path):
+    """benchmarks/asr_dialogues.py --true-turns: the true turns with their spoken text, and with
+    what the real transcriber makes of each turn's span."""
+    from benchmarks.asr_dialogues import transcriber, true_turn_lines
+
+    samples = [
+        Sample(id=f"d:{i}", dataset="t", raw_label=raw, label=label, speaker=who, dialogue="d", turn=i, text=text)
+        for i, (who, text, raw, label) in enumerate([
+            ("x", "Good morning, how are you?", "neu", Emotion.NEUTRAL),
+            ("y", "I am really happy today.", "hap", Emotion.HAPPY),
+            ("x", "Why is that?", "sur", Emotion.SURPRISED),
+        ])
+    ]
+    rec = render("tiny", samples, 0, seed=0, out_dir=tmp_path / "tiny")
+    details = [{"dialogue": rec.dialogue}]
+    spoken = true_turn_lines("tiny", details, tmp_path, None)
+    assert [(r["turn"], r["speaker"], r["text"], r.get("label")) for r in spoken] == [
+        (0, "A", "Good morning, how are you?", "neutral"), (1, "B", "I am really happy today.", "happy"),
+        (2, "A", "Why is that?", None)]  # surprise is context only
+    heard = true_turn_lines("tiny", details, tmp_path, transcriber(None, None))
+    assert [(r["turn"], r["speaker"], r.get("label")) for r in heard] == [(r["turn"], r["speaker"], r.get("label")) for r in spoken]
+    assert corpus_wer([r["text"] for r in spoken], [r["text"] for r in heard]) < 0.5
