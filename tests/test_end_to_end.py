@@ -152,17 +152,22 @@ def test_speakable_detokenises_corpus_text():
     assert speakable("Okay. [BREATHING]") == "Okay."
 
 
+def dialogue_of(lines: list[tuple[str, str, str, Emotion]]) -> list[Sample]:
+    """One dialogue "d" of (speaker, text, raw label, emotion) lines."""
+    return [
+        Sample(id=f"d:{i}", dataset="t", raw_label=raw, label=label, speaker=who, dialogue="d", turn=i, text=text)
+        for i, (who, text, raw, label) in enumerate(lines)
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
 def test_render_tiny_dialogue(tmp_path):
-    samples = [
-        Sample(id=f"d:{i}", dataset="t", raw_label=raw, label=label, speaker=who, dialogue="d", turn=i, text=text)
-        for i, (who, text, raw, label) in enumerate([
-            ("x", "Good morning.", "neu", Emotion.NEUTRAL),
-            ("y", "I am furious with you!", "ang", Emotion.ANGRY),
-            ("x", "Why?", "sur", Emotion.SURPRISED),
-        ])
-    ]
+    samples = dialogue_of([
+        ("x", "Good morning.", "neu", Emotion.NEUTRAL),
+        ("y", "I am furious with you!", "ang", Emotion.ANGRY),
+        ("x", "Why?", "sur", Emotion.SURPRISED),
+    ])
     rec = render("tiny", samples, 0, seed=0, out_dir=tmp_path)
     (mono, rate), (stereo, _) = read_wav(rec.mono), read_wav(rec.stereo)
     mono = mono[:, 0]
@@ -197,20 +202,18 @@ def test_written_set_is_read_from_the_repository_whatever_the_data_root():
     assert {s.label for d in chosen for s in d} == {Emotion.NEUTRAL, Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt install espeak-ng)")
 def test_true_turn_rows_for_the_loss_split(tmp_path):
     """benchmarks/asr_dialogues.py --true-turns: the true turns with their spoken text, and with
     what the real transcriber makes of each turn's span."""
     from benchmarks.asr_dialogues import transcriber, true_turn_lines
 
-    samples = [
-        Sample(id=f"d:{i}", dataset="t", raw_label=raw, label=label, speaker=who, dialogue="d", turn=i, text=text)
-        for i, (who, text, raw, label) in enumerate([
-            ("x", "Good morning, how are you?", "neu", Emotion.NEUTRAL),
-            ("y", "I am really happy today.", "hap", Emotion.HAPPY),
-            ("x", "Why is that?", "sur", Emotion.SURPRISED),
-        ])
-    ]
+    samples = dialogue_of([
+        ("x", "Good morning, how are you?", "neu", Emotion.NEUTRAL),
+        ("y", "I am really happy today.", "hap", Emotion.HAPPY),
+        ("x", "Why is that?", "sur", Emotion.SURPRISED),
+    ])
     rec = render("tiny", samples, 0, seed=0, out_dir=tmp_path / "tiny")
     details = [{"dialogue": rec.dialogue}]
     spoken = true_turn_lines("tiny", details, tmp_path, None)
