@@ -20,7 +20,7 @@ instead: ``SET-spoken.jsonl`` (the spoken text: the benchmark's ceiling) and ``S
 (the transcriber's text of each true turn's span, ``asr.decoding`` of ``--config``, model
 ``--asr-model``). Scoring the three files (spoken, asr, the pipeline's ``SET.jsonl``) splits what
 speech costs the emotions into word errors and segmentation + speaker errors
-(docs/benchmarks.md, "Where speech loses the emotions").
+(docs/benchmarks.md, "End to end from speech", "Round 8: where speech loses the emotions").
 """
 
 from __future__ import annotations
@@ -41,20 +41,31 @@ from models.audio import SAMPLE_RATE  # noqa: E402
 from models.labels import label_set  # noqa: E402
 
 
+CORE4 = frozenset(label_set("core4").labels)
+
+
+def true_turns(renders: Path, set_name: str, dialogue: str) -> list[dict]:
+    """The rendered dialogue's ground truth: its turns (start, end, text, speaker, label, ...)."""
+    return json.loads((renders / set_name / f"{dialogue}.json").read_text())["turns"]
+
+
+def line(set_name: str, dialogue: str, turn: int, speaker: str, text: str, label: str | None) -> dict:
+    """One ``written``-layout row; ``label`` kept only where core4 scores it (else context only).
+    An empty text becomes "...": it still takes its place in the context."""
+    row = {"dialogue": f"{set_name}-{dialogue}", "turn": turn, "speaker": speaker, "text": text or "..."}
+    return {**row, "label": label} if label in CORE4 else row
+
+
 def dialogue_lines(set_name: str, details: list[dict], renders: Path) -> list[dict]:
     """One ``written``-layout row per emitted span of each dialogue in ``details``."""
-    core4 = set(label_set("core4").labels)
     rows = []
     for dialogue in details:
-        truth = json.loads((renders / set_name / f"{dialogue['dialogue']}.json").read_text())["turns"]
+        truth = true_turns(renders, set_name, dialogue["dialogue"])
         for i, span in enumerate(sorted(dialogue["spans"], key=lambda s: s["start"])):
             overlap = [max(0.0, min(span["end"], t["end"]) - max(span["start"], t["start"])) for t in truth]
             best = max(range(len(truth)), key=overlap.__getitem__)
-            row = {"dialogue": f"{set_name}-{dialogue['dialogue']}", "turn": i, "speaker": span["speaker"],
-                   "text": span["text"] or "..."}  # an empty transcript still takes its place in the context
-            if overlap[best] > 0 and truth[best].get("label") in core4:
-                row["label"] = truth[best]["label"]
-            rows.append(row)
+            label = truth[best].get("label") if overlap[best] > 0 else None
+            rows.append(line(set_name, dialogue["dialogue"], i, span["speaker"], span["text"], label))
     return rows
 
 
@@ -62,20 +73,15 @@ def true_turn_lines(set_name: str, details: list[dict], renders: Path,
                     transcribe: Callable[[np.ndarray], str] | None) -> list[dict]:
     """One ``written``-layout row per true turn of each dialogue in ``details``: its spoken text,
     or (with ``transcribe``: float32 16 kHz audio -> text) what the transcriber makes of its span."""
-    core4 = set(label_set("core4").labels)
     rows = []
     for dialogue in details:
-        recording = json.loads((renders / set_name / f"{dialogue['dialogue']}.json").read_text())
-        audio = read_wav(renders / set_name / f"{dialogue['dialogue']}.wav")[0][:, 0] if transcribe else None
-        for turn in recording["turns"]:
+        name = dialogue["dialogue"]
+        audio = read_wav(renders / set_name / f"{name}.wav")[0][:, 0] if transcribe else None
+        for turn in true_turns(renders, set_name, name):
             text = turn["text"]
             if transcribe is not None:
-                text = transcribe(audio[round(turn["start"] * SAMPLE_RATE) : round(turn["end"] * SAMPLE_RATE)]) or "..."
-            row = {"dialogue": f"{set_name}-{dialogue['dialogue']}", "turn": turn["turn"],
-                   "speaker": turn["speaker"], "text": text}
-            if turn.get("label") in core4:
-                row["label"] = turn["label"]
-            rows.append(row)
+                text = transcribe(audio[round(turn["start"] * SAMPLE_RATE) : round(turn["end"] * SAMPLE_RATE)])
+            rows.append(line(set_name, name, turn["turn"], turn["speaker"], text, turn.get("label")))
     return rows
 
 
