@@ -253,10 +253,8 @@ def labelled(dialogue: Dialogue, predicted: list[Speaker]) -> tuple[np.ndarray, 
 
 def accuracy(dialogue: Dialogue, predicted: list[Speaker]) -> float:
     """Share attributed correctly under the better labeling (A/B swap)."""
-    first = dialogue[0].speaker
-    truth = np.array([clip.speaker == first for clip in dialogue])
-    hits = (np.array([s is Speaker.A for s in predicted]) == truth).mean()
-    return float(max(hits, 1.0 - hits))
+    predicted_b, truth = labelled(dialogue, predicted)
+    return float((predicted_b == truth).mean())
 
 
 def speaker_sequence(rng: np.random.Generator, a: str, b: str, n: int) -> list[str]:
