@@ -77,9 +77,9 @@ def audio_features(samples: list[Sample], checkpoint: Checkpoint, asr_model: str
     session in a seeded random order, all clips of speaker "unknown" one session, a dialogue's
     speaker one session in turn order; :func:`models.audio_norm.sample_sessions`)."""
     from .features import audio_matrix
-    from .frontends.whisper import WhisperEncoder
+    from .frontends.audio import audio_frontend_for
 
-    encoder = WhisperEncoder(asr_model, compute_type="int8")
+    encoder = audio_frontend_for(checkpoint.frontends.get("audio", {}), asr_model)
     check_frontend(checkpoint.frontends.get("audio", {}), encoder.identity(), "audio")
     with_audio = [s for s in samples if s.audio_path]
     counter = iter(range(len(with_audio)))

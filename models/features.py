@@ -102,7 +102,8 @@ def _audio_keys(samples: Sequence[Sample]) -> list[str]:
 
 
 def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
-    """Whisper-encoder mean+std vectors of the samples' audio: float32 [N, 2 * d_model]."""
+    """Mean+std vectors of the samples' audio from a Whisper encoder (last layer) or a
+    :class:`~models.frontends.whisper_layers.LayerStack` (every layer): float32 [N, 2 * D]."""
     from .frontends.whisper import pool_mean_std
 
     def compute(_keys: Sequence[str]) -> np.ndarray:
@@ -111,6 +112,7 @@ def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = No
             for s in tqdm(samples, desc="whisper features", unit="utt", disable=None)
         ])
 
-    kind = f"whisper-{encoder.identity()['window']}"
-    return cached_matrix(kind, encoder.identity(), _audio_keys(samples), compute, cache_dir)
+    identity = encoder.identity()
+    kind = f"whisper-{identity['window']}" + (f"-layers-{identity['layers']}" if "layers" in identity else "")
+    return cached_matrix(kind, identity, _audio_keys(samples), compute, cache_dir)
 

@@ -83,6 +83,7 @@ class TrainConfig:
     select_on: tuple[str, ...] = ()  # datasets whose mean validation score chooses the epoch (() = all)
     select_metric: str = "uwf1"  # that score: uwf1, ua, wf1 or wa
     text_encoder: str = ""  # a base (minilm-l6-v2, mpnet-base-v2) or tuned layers in models/checkpoints; "" = MiniLM
+    audio_frontend: str = ""  # models.frontends.audio: "" = Whisper tiny.en (the ASR pass), "base-layers" = every layer of base
     tune_layers: int = 2  # tune-text: how many top layers of the encoder are trained
     max_tokens: int = 64  # tune-text: utterances are cut to this many tokens
 

@@ -452,8 +452,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_toml(args.config, args.set)
     _writable_file(args.out, "--out", (".pt",))
     _load_torch(args)
+    from models.frontends.audio import audio_frontend
     from models.frontends.text import TextEncoder
-    from models.frontends.whisper import WhisperEncoder
     from models.training import train
 
     modalities = {d.modality for d in config.datasets}
@@ -461,7 +461,7 @@ def run_train(args: argparse.Namespace) -> int:
     if modalities & {"text", "both"}:
         frontends["text"] = TextEncoder(config.text_encoder or None)
     if modalities & {"audio", "both"}:
-        frontends["audio"] = WhisperEncoder(compute_type="int8")
+        frontends["audio"] = audio_frontend(config.audio_frontend)
     checkpoint = train(config, frontends, args.out)
     print(json.dumps({"checkpoint": str(args.out), "best_valid_uwf1": checkpoint.training["best_valid_uwf1"],
                       "parameters": checkpoint.training["parameters"]}), flush=True)

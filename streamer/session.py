@@ -78,8 +78,12 @@ def load_models(settings: Settings, asr_threads: int | None = None) -> LoadedMod
     feature_encoder = None
     if use_audio and not same_frontend(predictor.frontends["audio"], asr.identity()):
         # The ASR model is not the one the checkpoint's acoustic features came from: run the
-        # checkpoint's own (embedded) encoder for the features.
-        feature_encoder = WhisperEncoder(None, settings.asr.device, settings.asr.compute_type, asr_threads)
+        # checkpoint's own frontend for the features (the embedded tiny.en encoder, or every
+        # layer of Whisper base: a PyTorch pass of its own, models.frontends.audio).
+        from models.frontends.audio import audio_frontend_for
+
+        feature_encoder = audio_frontend_for(predictor.frontends["audio"], None, settings.asr.device,
+                                             settings.asr.compute_type, asr_threads)
         if not same_frontend(predictor.frontends["audio"], feature_encoder.identity()):
             raise UserError(
                 f"the checkpoint's audio features came from {predictor.frontends['audio'].get('name')}, "

@@ -29,5 +29,6 @@ def file_sha256(path: Path) -> str:
 
 
 def same_frontend(expected: dict[str, str], actual: dict[str, str]) -> bool:
-    """Do two frontend identities give interchangeable features (same weights, same window)?"""
-    return expected.get("sha256") == actual.get("sha256") and expected.get("window") == actual.get("window")
+    """Do two frontend identities give interchangeable features (same weights, same window, and
+    the same ``layers``: absent for a one-layer encoder)?"""
+    return all(expected.get(k) == actual.get(k) for k in ("sha256", "window", "layers"))

@@ -26,7 +26,7 @@ from models.errors import UserError
 
 from .identity import file_sha256
 from .packaged import cache_root, join_files
-from .whisper import MAX_WINDOW_S, TAIL_PAD_S, pool_mean_std, resolve_model
+from .whisper import MAX_WINDOW_S, TAIL_PAD_S, EncoderPass, pool_mean_std, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +169,33 @@ class WhisperLayers:
         """Mean+std pooling of every layer (to ``up_to``): float32 [up_to + 1, 2 * d_model]."""
         return np.stack([pool_mean_std(s) for s in self.states(audio, up_to)])
 
+
+
+class LayerStack:
+    """An audio frontend: every layer of a Whisper encoder (PyTorch, :class:`WhisperLayers`),
+    the layers' states side by side, so that mean+std pooling gives every layer's statistics.
+
+    Round 9 (issue 9.5): the multilingual Whisper **base**, all 7 views (the embedding and the 6
+    blocks), utterance alone (no silent tail: the tail doubles a short utterance's pass), was the
+    frontend the cross-language proxy ranked best (models/MODEL_CARD.md, section 2). It has the
+    interface of :class:`~models.frontends.whisper.WhisperEncoder` that training, evaluation and
+    the pipeline use for acoustic vectors (``encode(audio).states``, ``identity()``); it does not
+    feed a transcriber (``output`` is None).
+    """
+
+    def __init__(self, model: str | None = BASE_MODEL, tail_pad_s: float = 0.0) -> None:
+        self.layers = WhisperLayers(model, tail_pad_s)
+        self.name = self.layers.name
+
+    def identity(self) -> dict[str, str]:
+        """:meth:`WhisperLayers.identity` plus ``layers`` ("all"), so these features are never
+        taken for a one-layer encoder's with the same weights and window."""
+        return {**self.layers.identity(), "layers": "all"}
+
+    def encode(self, audio: np.ndarray) -> EncoderPass:
+        """audio float32 [n] at 16 kHz -> states float32 [n_speech_frames, (n_layers + 1) * d_model]
+        (layer 0's d_model values, then layer 1's, ...); pooled by
+        :func:`~models.frontends.whisper.pool_mean_std` into [2 * (n_layers + 1) * d_model]
+        (7,168 values for base)."""
+        states = self.layers.states(audio)                                   # [L + 1, T, d]
+        return EncoderPass(output=None, states=np.ascontiguousarray(states.transpose(1, 0, 2).reshape(states.shape[1], -1)))

