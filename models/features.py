@@ -36,19 +36,43 @@ def cached_matrix(
     compute: Callable[[Sequence[str]], np.ndarray],
     cache_dir: Path | None = None,
 ) -> np.ndarray:
-    """Return ``compute(keys)`` (float32 [len(keys), D]), from the cache when it holds it."""
+    """Return ``compute(keys)`` (float32 [len(keys), D]), from the cache when it holds it: the
+    file of exactly these keys, or else the rows of other files of the same kind and frontend
+    that name their keys (a subset of a corpus already computed whole is not computed again)."""
     cache_dir = cache_dir or default_cache_dir()
     tag = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-    path = cache_dir / f"{kind}-{identity['sha256'][:12]}-{tag}.npz"
+    prefix = f"{kind}-{identity['sha256'][:12]}-"
+    path = cache_dir / f"{prefix}{tag}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return data["x"]
-    x = np.asarray(compute(keys), dtype=np.float32)
+    x = _rows_from_cache(cache_dir, prefix, keys)
+    if x is None:
+        x = np.asarray(compute(keys), dtype=np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, x=x)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, x=x, keys=np.array(keys, dtype=str))
     tmp.replace(path)
     return x
+
+
+def _rows_from_cache(cache_dir: Path, prefix: str, keys: Sequence[str]) -> np.ndarray | None:
+    """float32 [len(keys), D] gathered from the cache files ``prefix*.npz`` that store their keys,
+    or None when they do not hold every key."""
+    rows: dict[str, np.ndarray] = {}
+    wanted = set(keys)
+    for path in sorted(cache_dir.glob(f"{prefix}*.npz")) if cache_dir.is_dir() else ():
+        if ".tmp" in path.name:
+            continue
+        with np.load(path, allow_pickle=False) as data:
+            if "keys" not in data.files:
+                continue
+            for key, row in zip(data["keys"].tolist(), data["x"]):
+                if key in wanted:
+                    rows[key] = row
+        if len(rows) == len(wanted):
+            return np.stack([rows[k] for k in keys]).astype(np.float32)
+    return None
 
 
 def load_sample_audio(sample: Sample) -> np.ndarray:

@@ -53,3 +53,20 @@ def test_a_checkpoint_identity_picks_its_frontend(stack):
 def test_an_unknown_frontend_is_refused():
     with pytest.raises(UserError, match="audio frontend 'base-last'"):
         audio_frontend("base-last")
+
+
+def test_a_subset_of_cached_rows_is_not_computed_again(tmp_path):
+    """cached_matrix finds the rows of a new key list in a file of the same kind and frontend."""
+    from models.features import cached_matrix
+
+    identity = {"sha256": "ab" * 32}
+    full = np.arange(12, dtype=np.float32).reshape(4, 3)
+    cached_matrix("kind", identity, ["a", "b", "c", "d"], lambda keys: full, tmp_path)
+
+    def never(keys):
+        raise AssertionError("computed again")
+
+    np.testing.assert_array_equal(cached_matrix("kind", identity, ["d", "b"], never, tmp_path), full[[3, 1]])
+    np.testing.assert_array_equal(cached_matrix("kind", identity, ["d", "b"], never, tmp_path), full[[3, 1]])
+    assert cached_matrix("other", identity, ["b"], lambda keys: full[:1] + 100, tmp_path)[0, 0] == 100
+    assert cached_matrix("kind", identity, ["b", "e"], lambda keys: full[:2] - 1, tmp_path)[0, 0] == -1
