@@ -499,6 +499,11 @@ class EmbeddingClustering:
     standing, so that two voices found apart are not merged back into A when their groups'
     distance sinks a little under the bar as turns accumulate (the evidence term shrinks with
     the seconds, but the groups' distance shrinks too as each voice's varied turns come in).
+    Before that (round 9), while the voices sound synthetic, a split that stood at the utterance
+    before and still splits the earlier utterances the same way needs EARLY_HOLD less: a second
+    voice's first turn opens B on the whole turn-taking allowance, and its second turn right
+    after (A B B) earns none, so without the hold the split that stood a moment ago falls and
+    the second voice's next turn goes to A.
 
     Naming: of the two ways to call the groups A and B, the one that agrees with more of the
     speakers already emitted wins (a tie: the group of the first utterance is A). The new
@@ -530,6 +535,9 @@ class EmbeddingClustering:
     # when last asked, once the smaller group holds RAW_HOLD_SECONDS of speech
     RAW_HOLD = 0.05  # cosine distance
     RAW_HOLD_SECONDS = 8.0  # seconds in the smaller group
+    # ... and before that (round 9, dev voices), EARLY_HOLD lower while the voices sound synthetic
+    # (the gate below) and the split splits the utterances before the newest as the one that stood
+    EARLY_HOLD = 0.1  # cosine distance
     # The synthetic gate (round 7, dev voices and TurEV-DB): the projected rule needs both groups'
     # mean synthetic likeness above this (dev: real speakers 0.21-0.33, synthetic voices 0.50-0.79)
     SYNTHETIC_GATE = 0.4
@@ -555,6 +563,7 @@ class EmbeddingClustering:
         self._emitted: list[Speaker] = []
         self._names: list[Speaker] = []  # every utterance's name after the latest clustering, stream order
         self._raw_stood = False  # whether the raw rules' split stood when they were last asked
+        self._stood: np.ndarray | None = None  # that split, bool [n] (None: it did not stand)
         self.decision = Decision(Rule.NO_SPLIT, 0)  # how the latest utterance was named
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
@@ -631,7 +640,7 @@ class EmbeddingClustering:
         n = len(embeddings)
         side = two_means(embeddings)
         if n < 2 or side.all() or not side.any():
-            self._raw_stood = False
+            self._raw_stood, self._stood = False, None
             self.decision = Decision(Rule.NO_SPLIT, n)
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
@@ -640,13 +649,27 @@ class EmbeddingClustering:
         needed -= self._turn_taking(side)
         if self._raw_stood and smaller >= self.RAW_HOLD_SECONDS:
             needed -= self.RAW_HOLD
+        elif self._extends_stood(side):
+            needed -= self.EARLY_HOLD
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
         self._raw_stood = between > needed or held
+        self._stood = side.copy() if self._raw_stood else None
         rule = Rule.RAW if between > needed else Rule.LINKED if held else Rule.NO_SPLIT
         self.decision = Decision(rule, n, between, float(needed))
         return self._named(side) if self._raw_stood else np.zeros(n, bool)
+
+    def _extends_stood(self, side: np.ndarray) -> bool:
+        """Whether the early hold applies to the split ``side`` (bool [n]): the raw rules' split
+        stood at the utterance before, ``side`` splits the utterances before the newest the same
+        way (up to naming), and the voices sound synthetic (mean likeness above SYNTHETIC_GATE;
+        a real voice's second utterance sent to B must not be held there)."""
+        stood = self._stood
+        if stood is None or len(stood) != len(side) - 1 or not self._likeness:
+            return False
+        same_split = bool((side[:-1] == stood).all() or (side[:-1] != stood).all())
+        return same_split and float(np.mean(self._likeness)) > self.SYNTHETIC_GATE
 
     def _turn_taking(self, side: np.ndarray) -> float:
         """The turn-taking allowance (cosine distance) for the split ``side`` (bool [n], stream

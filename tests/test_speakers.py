@@ -455,6 +455,20 @@ def test_a_raw_split_that_stood_is_held_on_a_little_less_distance(hold: float, k
     assert (speakers[18:] == [Speaker.A, Speaker.B] * 3) is kept
 
 
+@pytest.mark.parametrize("likeness, hold, third", [
+    (0.7, EmbeddingClustering.EARLY_HOLD, Speaker.B), (0.7, 0.0, Speaker.A), (0.25, EmbeddingClustering.EARLY_HOLD, Speaker.A),
+])
+def test_an_early_split_that_stood_is_held_for_synthetic_voices(likeness: float, hold: float, third: Speaker):
+    """A B B, 1 s turns, B 0.6 from A: the answer opens B on the turn-taking allowance (bar
+    0.35 + 0.3 - 0.2 = 0.45); at B's second turn the same split alternates only half the time
+    and earns none (bar 0.65). With EARLY_HOLD (0.1) the split that stood is kept, but only
+    while the voices sound synthetic (likeness above SYNTHETIC_GATE)."""
+    other = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(1)  # distance 0.6 from A
+    clustering = EmbeddingClustering(0.35, synthetic=lambda embedding: likeness)
+    clustering.EARLY_HOLD = hold
+    assert [clustering.assign_print(v, 1.0) for v in (basis(0), other, other)] == [Speaker.A, Speaker.B, third]
+
+
 @pytest.mark.skipif(not PROJECTION.is_file(), reason=f"voice projection not installed ({PROJECTION.name})")
 def test_voice_projection_loads_and_maps_to_unit_vectors(tmp_path: Path):
     projection = VoiceProjection()
