@@ -70,3 +70,16 @@ def test_a_subset_of_cached_rows_is_not_computed_again(tmp_path):
     np.testing.assert_array_equal(cached_matrix("kind", identity, ["d", "b"], never, tmp_path), full[[3, 1]])
     assert cached_matrix("other", identity, ["b"], lambda keys: full[:1] + 100, tmp_path)[0, 0] == 100
     assert cached_matrix("kind", identity, ["b", "e"], lambda keys: full[:2] - 1, tmp_path)[0, 0] == -1
+
+
+@needs_base
+def test_fewer_layers_are_the_first_columns_of_every_layer(stack, speak):
+    """Up to block 3 the stack's vector is the first 4 views' means and standard deviations of the
+    whole stack's (later blocks do not change earlier states), under its own identity."""
+    audio = speak("Good morning.")
+    short = audio_frontend("base-layers-3")
+    full, part = pool_mean_std(stack.encode(audio).states), pool_mean_std(short.encode(audio).states)
+    assert part.shape == (4096,)
+    np.testing.assert_allclose(part, np.concatenate([full[:2048], full[3584:3584 + 2048]]), rtol=1e-5, atol=1e-5)
+    assert short.identity()["layers"] == "0-3" and not same_frontend(short.identity(), stack.identity())
+    assert audio_frontend_for(short.identity()).identity() == short.identity()

@@ -8,19 +8,24 @@ a pass of its own). Both give ``encode(audio).states`` [n_frames, D] and ``ident
 
 from __future__ import annotations
 
+import re
+
 from models.errors import UserError
 
-AUDIO_FRONTENDS = ("", "base-layers")  # "": the runtime's Whisper encoder (tiny.en unless told otherwise)
+# "": the runtime's Whisper encoder (tiny.en unless told otherwise); "base-layers": every layer of
+# Whisper base; "base-layers-N": its layers up to block N (cheaper: the later blocks are not run).
+AUDIO_FRONTENDS = ("", "base-layers", "base-layers-N")
 
 
 def audio_frontend(name: str = "", model: str | None = None, device: str = "auto",
                    compute_type: str = "int8", cpu_threads: int | None = None):
     """The frontend called ``name``: "" = the CTranslate2 Whisper encoder of ``model`` (None: the
-    embedded tiny.en) on ``device``/``compute_type``; "base-layers" = every layer of Whisper base."""
-    if name == "base-layers":
+    embedded tiny.en) on ``device``/``compute_type``; "base-layers" = every layer of Whisper base;
+    "base-layers-3" = its layers up to block 3."""
+    if name == "base-layers" or re.fullmatch(r"base-layers-[1-5]", name):
         from .whisper_layers import LayerStack
 
-        return LayerStack()
+        return LayerStack(up_to=int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else None)
     if name:
         raise UserError(f"audio frontend {name!r}: one of {', '.join(repr(n) for n in AUDIO_FRONTENDS)}")
     from .whisper import WhisperEncoder
@@ -33,6 +38,7 @@ def audio_frontend_for(identity: dict[str, str], model: str | None = None, devic
     """The frontend that makes the features a checkpoint's audio ``identity`` names: the layer
     stack for a ``whisper-layers:`` identity, else the Whisper encoder of ``model`` (None: tiny.en).
     The caller still compares identities (:func:`models.frontends.identity.same_frontend`)."""
-    if identity.get("name", "").startswith("whisper-layers:") and identity.get("layers") == "all":
-        return audio_frontend("base-layers")
+    layers = identity.get("layers", "")
+    if identity.get("name", "").startswith("whisper-layers:") and (layers == "all" or layers.startswith("0-")):
+        return audio_frontend("base-layers" if layers == "all" else f"base-layers-{layers[2:]}")
     return audio_frontend("", model, device, compute_type, cpu_threads)

@@ -183,19 +183,20 @@ class LayerStack:
     feed a transcriber (``output`` is None).
     """
 
-    def __init__(self, model: str | None = BASE_MODEL, tail_pad_s: float = 0.0) -> None:
+    def __init__(self, model: str | None = BASE_MODEL, tail_pad_s: float = 0.0, up_to: int | None = None) -> None:
         self.layers = WhisperLayers(model, tail_pad_s)
         self.name = self.layers.name
+        self.up_to = up_to  # the last block whose states are kept (None: every block); fewer cost less
 
     def identity(self) -> dict[str, str]:
-        """:meth:`WhisperLayers.identity` plus ``layers`` ("all"), so these features are never
-        taken for a one-layer encoder's with the same weights and window."""
-        return {**self.layers.identity(), "layers": "all"}
+        """:meth:`WhisperLayers.identity` plus ``layers`` ("all", or "0-3" up to block 3), so these
+        features are never taken for a one-layer encoder's with the same weights and window."""
+        return {**self.layers.identity(), "layers": "all" if self.up_to is None else f"0-{self.up_to}"}
 
     def encode(self, audio: np.ndarray) -> EncoderPass:
-        """audio float32 [n] at 16 kHz -> states float32 [n_speech_frames, (n_layers + 1) * d_model]
+        """audio float32 [n] at 16 kHz -> states float32 [n_speech_frames, (up_to + 1) * d_model]
         (layer 0's d_model values, then layer 1's, ...); pooled by
-        :func:`~models.frontends.whisper.pool_mean_std` into [2 * (n_layers + 1) * d_model]
-        (7,168 values for base)."""
-        states = self.layers.states(audio)                                   # [L + 1, T, d]
+        :func:`~models.frontends.whisper.pool_mean_std` into [2 * (up_to + 1) * d_model]
+        (7,168 values for every layer of base, 4,096 up to block 3)."""
+        states = self.layers.states(audio, self.up_to)                       # [up_to + 1, T, d]
         return EncoderPass(output=None, states=np.ascontiguousarray(states.transpose(1, 0, 2).reshape(states.shape[1], -1)))
