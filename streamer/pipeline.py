@@ -238,7 +238,11 @@ class Pipeline:
         transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
         if not transcript.text:
             return None
-        heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)), voice=False)
+        # The voice's vector only where the transcription pass gives it: a second encoder pass
+        # (feature_encoder) over the growing audio every partial would cost more than the
+        # transcription itself, for a provisional answer the final event replaces.
+        heard = self._hear(utterance, replace(transcript, text=cut_repetition(transcript.text)), voice=False,
+                           acoustic=self.feature_encoder is None)
         speaker = self.known_speakers[utterance.channel] if self.known_speakers is not None else None
         # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
         last = self.context.last
@@ -252,14 +256,16 @@ class Pipeline:
             context_size=min(len(window), self.predictor.max_context),
         )
 
-    def _hear(self, utterance: Utterance, transcript: Transcript | None = None, voice: bool = True) -> Heard:
+    def _hear(self, utterance: Utterance, transcript: Transcript | None = None, voice: bool = True,
+              acoustic: bool = True) -> Heard:
         """An utterance's :class:`Heard` (transcribed here unless ``transcript`` is given; no voice
-        print unless ``voice``)."""
+        print unless ``voice``; no acoustic vector unless ``acoustic``: the model then takes the
+        audio as missing)."""
         if transcript is None:
             transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
         return Heard(
             transcript=transcript,
-            audio=self._audio_vector(utterance, transcript) if self.use_audio else None,
+            audio=self._audio_vector(utterance, transcript) if self.use_audio and acoustic else None,
             text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
             voice=self.attributor.print_of(utterance, transcript.encoder_states) if voice else None,
         )

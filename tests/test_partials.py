@@ -82,6 +82,36 @@ def test_partials_name_a_known_speaker_and_can_be_turned_off(recognizer, long_tu
     assert [r["type"] for r in fast] == ["session", "utterance", "summary"]
 
 
+@pytest.mark.slow
+def test_partials_take_no_second_encoder_pass(recognizer, long_turn: np.ndarray, monkeypatch) -> None:
+    """The default's acoustic vector comes from its own encoder (Whisper base layers), a second
+    pass beside the transcriber's: a partial is scored without it, so the growing audio of a long
+    turn is not encoded again every second; the final utterance is."""
+    settings = Settings().updated({"partials": {"max_lag_s": 1e9}})
+    pipeline = make_pipeline(recognizer.models, settings, 1)
+    assert pipeline.feature_encoder is not None
+    encoded_in: list[str] = []  # per encoder pass: "partial" or "final"
+    scoring = ["final"]
+    encode, partial = pipeline.feature_encoder.encode, pipeline._partial
+
+    def partial_of(utterance):
+        scoring[0] = "partial"
+        try:
+            return partial(utterance)
+        finally:
+            scoring[0] = "final"
+
+    monkeypatch.setattr(pipeline.feature_encoder, "encode", lambda audio: encoded_in.append(scoring[0]) or encode(audio))
+    monkeypatch.setattr(pipeline, "_partial", partial_of)
+    out = io.StringIO()
+    run_session(paced(blocks_of(long_turn), RealTimeClock(SPEED)), pipeline, Sinks([JsonlSink(out)]), settings,
+                RunState.REPLAYING, speed=SPEED)
+    records = json_lines(out.getvalue())
+    assert sum(r["type"] == "partial" for r in records) >= 5 and len(utterances(records)) == 1
+    # passes for the final utterance only (also those prepared, then wasted, at the turn's inner pauses)
+    assert encoded_in and set(encoded_in) == {"final"}, encoded_in
+
+
 def releasing(blocks: list[AudioBlock], at_s: float, release: threading.Event) -> Iterator[AudioBlock]:
     """The blocks, with ``release`` set once the stream reaches ``at_s`` seconds (or at its end)."""
     for block in blocks:
