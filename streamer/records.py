@@ -167,8 +167,9 @@ class PartialEvent(EmotionEvent):
     """An utterance still in progress, scored on the audio so far (JSON type ``partial``).
 
     Same fields as :class:`EmotionEvent`; ``end`` is the stream time the audio reaches so far,
-    ``text`` the transcript so far, ``emotions`` a provisional distribution. ``speaker`` is None
-    while the speaker is not known yet (voice attribution decides when the utterance ends).
+    ``text`` the transcript so far, ``emotions`` a provisional distribution (from the text so
+    far, and from the voice where its vector comes with the transcriber's pass). ``speaker`` is
+    None while the speaker is not known yet (voice attribution decides when the utterance ends).
     ``latency_ms`` is the wall time spent scoring the partial. The final :class:`EmotionEvent`
     with the same ``id`` supersedes it.
     """
