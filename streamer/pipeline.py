@@ -220,8 +220,7 @@ class Pipeline:
             return None
         self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
-        names = self.attributor.names() if hasattr(self.attributor, "names") else None
-        revisions = self.revisions.note(utterance.id, speaker, names)
+        revisions = self.revisions.note(utterance.id, speaker, self.attributor.names())
         window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
         return EmotionEvent(

@@ -231,9 +231,8 @@ class SpeakerAttributor(Protocol):
 
     ``print_of`` is the pure, costly part (the voice print: ~10 ms for pitch_mfcc, a CAM++ pass for
     campplus), so the pipeline can compute it while the VAD is still deciding that the utterance
-    ended, and hand it to ``assign``. An attributor that revisits earlier utterances also has
-    ``names() -> list[Speaker]``: the current name of each utterance it assigned (the latest
-    ones, oldest first), which the pipeline compares with what it emitted.
+    ended, and hand it to ``assign``. ``names`` lets an attributor that revisits earlier
+    utterances say what it calls them now; the pipeline compares that with what it emitted.
     """
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray | None:
@@ -244,6 +243,11 @@ class SpeakerAttributor(Protocol):
                voice: np.ndarray | None = None) -> Speaker:
         """The speaker of ``utterance``; encoder_states: float32 [n_frames, d_model] or None;
         voice: ``print_of(utterance, encoder_states)`` when already computed."""
+        ...
+
+    def names(self) -> list[Speaker] | None:
+        """The current name of each utterance assigned so far (the latest ones, oldest first),
+        or None for an attributor that never changes a name it gave."""
         ...
 
 
@@ -386,6 +390,9 @@ class SingleSpeaker:
                voice: np.ndarray | None = None) -> Speaker:
         return Speaker.A
 
+    def names(self) -> None:
+        return None
+
 
 class ChannelSpeakers:
     """Stereo input: the utterance's channel picks its speaker through ``channel_map``."""
@@ -404,6 +411,9 @@ class ChannelSpeakers:
                 f"channels 0-{len(self.channel_map) - 1}"
             )
         return self.channel_map[utterance.channel]
+
+    def names(self) -> None:
+        return None
 
 
 class VoiceClustering:
@@ -425,6 +435,9 @@ class VoiceClustering:
     def assign(self, utterance: Utterance, encoder_states: np.ndarray | None,
                voice: np.ndarray | None = None) -> Speaker:
         return self.assign_print(voice if voice is not None else self.print_of(utterance, encoder_states))
+
+    def names(self) -> None:
+        return None
 
     def assign_print(self, vp: np.ndarray) -> Speaker:
         """Attribute one utterance by its voice print [dim] (from ``voice_print``)."""
