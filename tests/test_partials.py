@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.config import Settings
+from streamer.pipeline import Pipeline
 from streamer.records import SAMPLE_RATE, AudioBlock, Speaker
 from streamer.session import LagMeter, load_in_background, make_pipeline, run_session
 from streamer.sinks import JsonlSink, MemorySink, RunState, Sinks
@@ -36,12 +37,15 @@ def long_turn(speak: Callable[..., np.ndarray]) -> np.ndarray:
 SPEED = 8.0  # replay pace, times real time
 
 
-def replay(recognizer, audio: np.ndarray, settings: Settings, speed: float | None = SPEED) -> list[dict]:
-    """The JSON lines of a session over ``audio`` paced at ``speed``. Partials are never skipped
-    for lag here (partials.max_lag_s is huge), so their times do not depend on the machine."""
+def replay(recognizer, audio: np.ndarray, settings: Settings, speed: float | None = SPEED,
+           prepare: Callable[[Pipeline], None] = lambda pipeline: None) -> list[dict]:
+    """The JSON lines of a session over ``audio`` paced at ``speed`` (``prepare`` sees the pipeline
+    first). Partials are never skipped for lag here (partials.max_lag_s is huge), so their times do
+    not depend on the machine."""
     settings = settings.updated({"partials": {"max_lag_s": 1e9}})
     out = io.StringIO()
     pipeline = make_pipeline(recognizer.models, settings, 1)
+    prepare(pipeline)
     clock = RealTimeClock(speed) if speed is not None else FastClock()
     run_session(paced(blocks_of(audio), clock), pipeline, Sinks([JsonlSink(out)]), settings, RunState.REPLAYING,
                 speed=speed)
@@ -87,26 +91,24 @@ def test_partials_take_no_second_encoder_pass(recognizer, long_turn: np.ndarray,
     """The default's acoustic vector comes from its own encoder (Whisper base layers), a second
     pass beside the transcriber's: a partial is scored without it, so the growing audio of a long
     turn is not encoded again every second; the final utterance is."""
-    settings = Settings().updated({"partials": {"max_lag_s": 1e9}})
-    pipeline = make_pipeline(recognizer.models, settings, 1)
-    assert pipeline.feature_encoder is not None
     encoded_in: list[str] = []  # per encoder pass: "partial" or "final"
     scoring = ["final"]
-    encode, partial = pipeline.feature_encoder.encode, pipeline._partial
 
-    def partial_of(utterance):
-        scoring[0] = "partial"
-        try:
-            return partial(utterance)
-        finally:
-            scoring[0] = "final"
+    def count_passes(pipeline: Pipeline) -> None:
+        assert pipeline.feature_encoder is not None
+        encode, partial = pipeline.feature_encoder.encode, pipeline._partial
 
-    monkeypatch.setattr(pipeline.feature_encoder, "encode", lambda audio: encoded_in.append(scoring[0]) or encode(audio))
-    monkeypatch.setattr(pipeline, "_partial", partial_of)
-    out = io.StringIO()
-    run_session(paced(blocks_of(long_turn), RealTimeClock(SPEED)), pipeline, Sinks([JsonlSink(out)]), settings,
-                RunState.REPLAYING, speed=SPEED)
-    records = json_lines(out.getvalue())
+        def partial_of(utterance):
+            scoring[0] = "partial"
+            try:
+                return partial(utterance)
+            finally:
+                scoring[0] = "final"
+
+        monkeypatch.setattr(pipeline.feature_encoder, "encode", lambda audio: encoded_in.append(scoring[0]) or encode(audio))
+        monkeypatch.setattr(pipeline, "_partial", partial_of)
+
+    records = replay(recognizer, long_turn, Settings(), prepare=count_passes)
     assert sum(r["type"] == "partial" for r in records) >= 5 and len(utterances(records)) == 1
     # passes for the final utterance only (also those prepared, then wasted, at the turn's inner pauses)
     assert encoded_in and set(encoded_in) == {"final"}, encoded_in
