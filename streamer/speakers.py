@@ -575,8 +575,8 @@ class EmbeddingClustering:
         self._changes: list[bool] = []  # each utterance's voice_change (cut from the one before)
         self._emitted: list[Speaker] = []
         self._names: list[Speaker] = []  # every utterance's name after the latest clustering, stream order
-        self._raw_stood = False  # whether the raw rules' split stood when they were last asked
-        self._stood: np.ndarray | None = None  # that split, bool [n] (None: it did not stand)
+        # the raw rules' split when they were last asked, bool [n]; None: it did not stand
+        self._stood: np.ndarray | None = None
         self.decision = Decision(Rule.NO_SPLIT, 0)  # how the latest utterance was named
 
     def print_of(self, utterance: Utterance, encoder_states: np.ndarray | None) -> np.ndarray:
@@ -653,25 +653,25 @@ class EmbeddingClustering:
         n = len(embeddings)
         side = two_means(embeddings)
         if n < 2 or side.all() or not side.any():
-            self._raw_stood, self._stood = False, None
+            self._stood = None
             self.decision = Decision(Rule.NO_SPLIT, n)
             return np.zeros(n, bool)
         centroids = [_direction(embeddings[~side]), _direction(embeddings[side])]
         smaller = self._smaller_seconds(side)
         needed = self.new_speaker_distance + self.EVIDENCE_DISTANCE / np.sqrt(smaller)
         needed -= self._turn_taking(side)
-        if self._raw_stood and smaller >= self.RAW_HOLD_SECONDS:
+        if self._stood is not None and smaller >= self.RAW_HOLD_SECONDS:
             needed -= self.RAW_HOLD
         elif self._extends_stood(side):
             needed -= self.EARLY_HOLD
         between = 1.0 - float(centroids[0] @ centroids[1])
         linked = [side[i] != side[i - 1] for i in range(1, n) if self._changes[i]]  # cut pairs split?
         held = len(linked) >= self.LINKS_NEEDED and all(linked) and between > self.LINKED_DISTANCE
-        self._raw_stood = between > needed or held
-        self._stood = side.copy() if self._raw_stood else None
+        stood = between > needed or held
+        self._stood = side.copy() if stood else None
         rule = Rule.RAW if between > needed else Rule.LINKED if held else Rule.NO_SPLIT
         self.decision = Decision(rule, n, between, float(needed))
-        return self._named(side) if self._raw_stood else np.zeros(n, bool)
+        return self._named(side) if stood else np.zeros(n, bool)
 
     def _extends_stood(self, side: np.ndarray) -> bool:
         """Whether the early hold applies to the split ``side`` (bool [n]): the raw rules' split
