@@ -23,9 +23,7 @@ def audio_frontend(name: str = "", model: str | None = None, device: str = "auto
     embedded tiny.en) on ``device``/``compute_type``; "base-layers" = every layer of Whisper base;
     "base-layers-3" = its layers up to block 3."""
     if name == "base-layers" or re.fullmatch(r"base-layers-[1-5]", name):
-        from .whisper_layers import LayerStack
-
-        return LayerStack(up_to=int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else None)
+        return _layer_stack(int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else None)
     if name:
         raise UserError(f"audio frontend {name!r}: one of {', '.join(repr(n) for n in AUDIO_FRONTENDS)}")
     from .whisper import WhisperEncoder
@@ -40,5 +38,12 @@ def audio_frontend_for(identity: dict[str, str], model: str | None = None, devic
     The caller still compares identities (:func:`models.frontends.identity.same_frontend`)."""
     layers = identity.get("layers", "")
     if identity.get("name", "").startswith("whisper-layers:") and (layers == "all" or layers.startswith("0-")):
-        return audio_frontend("base-layers" if layers == "all" else f"base-layers-{layers[2:]}")
+        return _layer_stack(None if layers == "all" else int(layers[2:]))
     return audio_frontend("", model, device, compute_type, cpu_threads)
+
+
+def _layer_stack(up_to: int | None):
+    """Whisper base's layers up to block ``up_to`` (None: all of them)."""
+    from .whisper_layers import LayerStack
+
+    return LayerStack(up_to=up_to)
