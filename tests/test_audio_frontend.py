@@ -83,3 +83,18 @@ def test_fewer_layers_are_the_first_columns_of_every_layer(stack, speak):
     np.testing.assert_allclose(part, np.concatenate([full[:2048], full[3584:3584 + 2048]]), rtol=1e-5, atol=1e-5)
     assert short.identity()["layers"] == "0-3" and not same_frontend(short.identity(), stack.identity())
     assert audio_frontend_for(short.identity()).identity() == short.identity()
+
+
+@needs_base
+@pytest.mark.requires_cuda
+def test_the_stack_runs_on_cuda_as_on_the_cpu(speak):
+    """With CUDA (device auto), the layer stack runs there and gives the CPU's vector."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    audio = speak("I cannot believe you did that again.")
+    gpu, cpu = audio_frontend("base-layers", device="auto"), audio_frontend("base-layers", device="cpu")
+    assert gpu.layers.device.type == "cuda" and cpu.layers.device.type == "cpu"
+    np.testing.assert_allclose(pool_mean_std(gpu.encode(audio).states), pool_mean_std(cpu.encode(audio).states),
+                               rtol=1e-2, atol=1e-3)

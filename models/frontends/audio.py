@@ -21,9 +21,10 @@ def audio_frontend(name: str = "", model: str | None = None, device: str = "auto
                    compute_type: str = "int8", cpu_threads: int | None = None):
     """The frontend called ``name``: "" = the CTranslate2 Whisper encoder of ``model`` (None: the
     embedded tiny.en) on ``device``/``compute_type``; "base-layers" = every layer of Whisper base;
-    "base-layers-3" = its layers up to block 3."""
+    "base-layers-3" = its layers up to block 3 (both in PyTorch on ``device``: auto = CUDA when
+    torch sees one)."""
     if name == "base-layers" or re.fullmatch(r"base-layers-[1-5]", name):
-        return _layer_stack(int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else None)
+        return _layer_stack(int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else None, device)
     if name:
         raise UserError(f"audio frontend {name!r}: one of {', '.join(repr(n) for n in AUDIO_FRONTENDS)}")
     from .whisper import WhisperEncoder
@@ -38,12 +39,14 @@ def audio_frontend_for(identity: dict[str, str], model: str | None = None, devic
     The caller still compares identities (:func:`models.frontends.identity.same_frontend`)."""
     layers = identity.get("layers", "")
     if identity.get("name", "").startswith("whisper-layers:") and (layers == "all" or layers.startswith("0-")):
-        return _layer_stack(None if layers == "all" else int(layers[2:]))
+        return _layer_stack(None if layers == "all" else int(layers[2:]), device)
     return audio_frontend("", model, device, compute_type, cpu_threads)
 
 
-def _layer_stack(up_to: int | None):
-    """Whisper base's layers up to block ``up_to`` (None: all of them)."""
+def _layer_stack(up_to: int | None, device: str):
+    """Whisper base's layers up to block ``up_to`` (None: all of them) on ``device`` ("auto",
+    "cpu", "cuda"; the ASR's setting in the runtime)."""
+    from ..predictor import pick_device
     from .whisper_layers import LayerStack
 
-    return LayerStack(up_to=up_to)
+    return LayerStack(up_to=up_to, device=str(pick_device(device, "asr.device")))

@@ -105,17 +105,20 @@ class WhisperLayers:
     ``model``: ``None`` or "tiny.en" (embedded), "base" (multilingual, registry packages) or a
     CTranslate2 directory holding float16/float32 weights. Utterances get the same
     ``tail_pad_s`` of silence as :class:`~models.frontends.whisper.WhisperEncoder`, so the last
-    layer's states equal that encoder's.
+    layer's states equal that encoder's. ``device``: the torch device the layers run on (the
+    log-mel spectrogram is computed on the CPU; the states come back as numpy arrays).
     """
 
-    def __init__(self, model: str | None = None, tail_pad_s: float = TAIL_PAD_S) -> None:
+    def __init__(self, model: str | None = None, tail_pad_s: float = TAIL_PAD_S, device: str = "cpu") -> None:
         import torch
         from faster_whisper.feature_extractor import FeatureExtractor
 
         self.name = model or "tiny.en"
         self.tail_pad_s = tail_pad_s
+        self.device = torch.device(device)
         self._weights = model_path(model) / "model.bin"
-        v = {k: torch.from_numpy(a.astype(np.float32)) for k, a in read_ct2_variables(self._weights).items()}
+        v = {k: torch.from_numpy(a.astype(np.float32)).to(self.device)
+             for k, a in read_ct2_variables(self._weights).items()}
         self.n_heads = int(v.pop("num_heads"))
         self.n_layers = len({k.split("/")[0] for k in v if re.match(r"layer_\d+/", k)})
         self._v = v
@@ -142,7 +145,7 @@ class WhisperLayers:
         mel = mel[:, : mel.shape[1] - mel.shape[1] % 2]                      # [n_mels, 2T]
         v, h = self._v, self.n_heads
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None]
+            x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(self.device)
             x = F.gelu(F.conv1d(x, v["conv1/weight"], v["conv1/bias"], padding=1))
             x = F.gelu(F.conv1d(x, v["conv2/weight"], v["conv2/bias"], stride=2, padding=1))
             x = x[0].T                                                       # [T, d]
@@ -163,7 +166,7 @@ class WhisperLayers:
                 out.append(x)
             if len(out) == self.n_layers + 1:
                 out[-1] = F.layer_norm(x, (d,), v["layer_norm/gamma"], v["layer_norm/beta"])
-            return torch.stack(out)[:, :n_speech].numpy()
+            return torch.stack(out)[:, :n_speech].cpu().numpy()
 
     def pooled(self, audio: np.ndarray, up_to: int | None = None) -> np.ndarray:
         """Mean+std pooling of every layer (to ``up_to``): float32 [up_to + 1, 2 * d_model]."""
@@ -183,8 +186,9 @@ class LayerStack:
     feed a transcriber (``output`` is None).
     """
 
-    def __init__(self, model: str | None = BASE_MODEL, tail_pad_s: float = 0.0, up_to: int | None = None) -> None:
-        self.layers = WhisperLayers(model, tail_pad_s)
+    def __init__(self, model: str | None = BASE_MODEL, tail_pad_s: float = 0.0, up_to: int | None = None,
+                 device: str = "cpu") -> None:
+        self.layers = WhisperLayers(model, tail_pad_s, device)
         self.name = self.layers.name
         self.up_to = up_to  # the last block whose states are kept (None: every block); fewer cost less
 
