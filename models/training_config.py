@@ -86,14 +86,17 @@ class TrainConfig:
     audio_frontend: str = ""  # models.frontends.audio: "" = Whisper tiny.en (the ASR pass), "base-layers" = every layer of base
     tune_layers: int = 2  # tune-text: how many top layers of the encoder are trained
     max_tokens: int = 64  # tune-text: utterances are cut to this many tokens
+    context_turns: int = 0  # tune-text: each utterance read with up to this many past turns of its dialogue
+    context_tokens: int = 128  # tune-text: an utterance with its past turns is cut to this many tokens (oldest first)
 
     def __post_init__(self) -> None:
         """Types and ranges, so a bad value (``--set optim.epochs=abc``) stops the run before any work."""
         for f in fields(self):
             check_type(f, getattr(self, f.name), f.name)
-        if self.shift_boost < 0:
-            raise UserError(f"shift_boost must be at least 0, got {self.shift_boost}")
-        for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens"):
+        for name in ("shift_boost", "context_turns"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be at least 0, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens", "context_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("modality_dropout", "context_truncation", "spoken_text", "heard_text"):

@@ -158,6 +158,58 @@ def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return torch.nn.functional.normalize(mean, dim=-1)
 
 
+SAME_SPEAKER, OTHER_SPEAKER = "same:", "other:"  # a past turn's mark: said by the target's speaker or not
+
+
+@dataclass(frozen=True)
+class InContext:
+    """An utterance and the past turns of its dialogue it is read with (oldest first); each past
+    turn is (said by the target utterance's speaker, its text). No past: the utterance alone."""
+
+    text: str
+    past: tuple[tuple[bool, str], ...] = ()
+
+
+class ContextReader:
+    """:class:`InContext` inputs -> token ids, attention mask [B, L] (int64) and the number of
+    target tokens of each input (int64 [B]).
+
+    An input is ``[CLS] target [SEP] mark turn mark turn ... [SEP]``: the target first, exactly
+    as the utterance alone is tokenised (cut to ``max_tokens``, special tokens included), then
+    its past turns, oldest first, each after its speaker mark (:data:`SAME_SPEAKER` /
+    :data:`OTHER_SPEAKER`), the whole cut to ``context_tokens`` *from the left of the past*: the
+    oldest tokens go first, the target is always whole. Pooling over the first ``n_target``
+    tokens gives the embedding of the target read in its dialogue; with no past, the input and
+    that pooling are the utterance-level encoder's, token for token.
+    """
+
+    def __init__(self, tokenize: Tokenizer, context_tokens: int) -> None:
+        self.engine = tokenize.engine
+        self.context_tokens = context_tokens
+        self.close = self.engine.encode("").ids[-1]  # [SEP]
+        self.pad = (self.engine.padding or {}).get("pad_id", 0)
+
+    def __call__(self, items: Sequence[InContext]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows, n_target = [], []
+        for item in items:
+            target = self.engine.encode(item.text).ids  # [CLS] text [SEP], cut as the utterance alone
+            room = self.context_tokens - len(target) - 1
+            past = [t for same, text in item.past
+                    for t in self.engine.encode(f"{SAME_SPEAKER if same else OTHER_SPEAKER} {text}",
+                                                add_special_tokens=False).ids]
+            rows.append(target + (past[-room:] + [self.close] if room > 0 and past else []))
+            n_target.append(len(target))
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in rows], dtype=torch.long)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
+        return ids, mask, torch.tensor(n_target, dtype=torch.long)
+
+
+def prefix_mask(n: torch.Tensor, width: int) -> torch.Tensor:
+    """int64 [B, width]: 1 on each row's first ``n[b]`` positions (the target's tokens)."""
+    return (torch.arange(width) < n[:, None]).long()
+
+
 class TextEncoder:
     """Sentence encoder: a list of strings -> float32 [N, dim] (384 for MiniLM, 768 for MPNet).
 
@@ -193,6 +245,18 @@ class TextEncoder:
         for i in range(0, len(texts), batch_size):
             ids, mask = (t.to(self.device) for t in self.tokenize(list(texts[i : i + batch_size])))
             out.append(mean_pool(token_states(self.model, ids, mask), mask).cpu().numpy())
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def embed_in_context(self, items: Sequence[InContext], context_tokens: int, batch_size: int = 32) -> np.ndarray:
+        """Embed utterances read with their past turns (:class:`ContextReader`): items (N) ->
+        float32 [N, dim], the unit-length mean over each target's tokens only."""
+        read = ContextReader(self.tokenize, context_tokens)
+        out = []
+        for i in range(0, len(items), batch_size):
+            ids, mask, n_target = read(items[i : i + batch_size])
+            states = token_states(self.model, ids.to(self.device), mask.to(self.device))  # [b, L, D]
+            out.append(mean_pool(states, prefix_mask(n_target, ids.shape[1]).to(self.device)).cpu().numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
 
 

@@ -1,0 +1,112 @@
+"""An utterance read with its past turns (tune-text ``context_turns``): the input builder, its
+left truncation, speaker marks and target-only pooling, on the real MiniLM tokenizer and network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.data.sample import Sample
+from models.errors import UserError
+from models.frontends.text import (
+    OTHER_SPEAKER, SAME_SPEAKER, ContextReader, InContext, TextEncoder, mean_pool, prefix_mask, token_states,
+)
+from models.labels import Emotion
+from models.text_tuning import Tuner, in_context
+from models.training_config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder(max_tokens=16)
+
+
+def _sample(turn: int, speaker: str, text: str, dialogue: str = "d1") -> Sample:
+    return Sample(id=f"{dialogue}-{turn}", dataset="iemocap-text", raw_label="neu", label=Emotion.NEUTRAL,
+                  speaker=speaker, dialogue=dialogue, turn=turn, text=text)
+
+
+def _tokens(encoder: TextEncoder, ids: torch.Tensor) -> list[str]:
+    return [encoder.tokenize.engine.id_to_token(i) for i in ids.tolist() if i]
+
+
+def test_the_target_comes_first_whole_then_the_newest_past_turns_cut_from_the_oldest_end(encoder):
+    target = "I feel terrible."
+    past = ((True, "one two three four five six"), (False, "seven eight nine"))
+    read = ContextReader(encoder.tokenize, context_tokens=14)
+    ids, mask, n_target = read([InContext(target, past)])
+    alone, _ = encoder.tokenize([target])
+    tokens = _tokens(encoder, ids[0])
+    assert n_target.tolist() == [alone.shape[1]]  # [CLS] i feel terrible . [SEP]: 6 tokens
+    assert torch.equal(ids[0, : alone.shape[1]], alone[0])  # the target is tokenised as the utterance alone
+    assert len(tokens) == mask.sum() == 14
+    # 14 = 6 target + 7 past + the closing [SEP]: the oldest words went, the newest turn is whole
+    assert tokens[6:] == ["five", "six", "other", ":", "seven", "eight", "nine", "[SEP]"]
+
+
+def test_a_long_target_stays_whole_and_the_past_gives_way(encoder):
+    target = "word " * 30  # cut to max_tokens = 16 as the utterance alone is
+    read = ContextReader(encoder.tokenize, context_tokens=16)
+    ids, mask, n_target = read([InContext(target, ((False, "anything at all"),))])
+    assert n_target.tolist() == [16] and mask.sum() == 16  # no room left: no past, no second [SEP]
+    assert torch.equal(ids, encoder.tokenize([target])[0])
+
+
+def test_past_turns_are_the_dialogues_earlier_ones_marked_same_or_other_speaker():
+    d = [_sample(0, "F", "Hello."), _sample(1, "M", "Hi there."), _sample(2, "F", "  "),
+         _sample(3, "F", "How are you?"), _sample(4, "M", "Fine.")]
+    other = [_sample(0, "M", "Elsewhere.", dialogue="d2")]
+    reads = in_context(other + list(reversed(d)), turns=2)
+    by_text = {r.text: r for r in reads}
+    assert by_text["Elsewhere."].past == ()  # another dialogue's turns are never its past
+    assert by_text["Hello."].past == ()
+    # the empty turn is skipped; at most two turns, oldest first, marked relative to the target's speaker
+    assert by_text["How are you?"].past == ((True, "Hello."), (False, "Hi there."))
+    assert by_text["Fine."].past == ((True, "Hi there."), (False, "How are you?"))
+    assert all(r.past == () for r in in_context(d, turns=0))
+
+
+def test_the_marks_are_words_the_frozen_embeddings_know(encoder):
+    vocab = encoder.tokenize.engine.get_vocab()
+    for mark in (SAME_SPEAKER, OTHER_SPEAKER):
+        assert all(t in vocab for t in encoder.tokenize.engine.encode(mark, add_special_tokens=False).tokens)
+
+
+def test_without_past_the_embedding_is_the_utterance_levels_bit_for_bit(encoder):
+    texts = ["I feel terrible about it.", "Okay.", "word " * 30]
+    assert np.array_equal(encoder.embed_in_context([InContext(t) for t in texts], 128), encoder.embed(texts))
+
+
+def test_the_embedding_pools_the_target_tokens_only_and_the_past_changes_it(encoder):
+    item = InContext("I feel terrible.", ((False, "It failed again."), (True, "I am so sorry.")))
+    got = encoder.embed_in_context([item], 64)
+    ids, mask, n_target = ContextReader(encoder.tokenize, 64)([item])
+    with torch.no_grad():
+        states = token_states(encoder.model, ids, mask)  # [1, L, D]
+    target_only = mean_pool(states[:, : n_target[0]], mask[:, : n_target[0]]).numpy()
+    whole = mean_pool(states, mask).numpy()
+    assert np.allclose(got, target_only, atol=1e-6) and not np.allclose(got, whole, atol=1e-3)
+    assert not np.allclose(got, encoder.embed([item.text]), atol=1e-3)  # the target was read in its dialogue
+
+
+def test_the_tuner_on_precomputed_layers_gives_the_whole_models_embedding(encoder):
+    """Tuning runs the top layers on the frozen layers' stored output: the head sees the runtime's embedding."""
+    items = [InContext("I feel terrible.", ((False, "It failed again."),)), InContext("Okay.")]
+    tuner = Tuner(encoder, n_classes=2, tune_layers=2, context_tokens=64)
+    tuner.precompute(items)
+    tuner.eval()
+    with torch.no_grad():
+        tuner.head.weight.copy_(torch.eye(2, encoder.dim))  # logits = 20 x the first two values
+        tuner.head.bias.zero_()
+        logits = tuner(items)
+    expected = 20.0 * encoder.embed_in_context(items, 64)[:, :2]
+    assert np.allclose(logits.numpy(), expected, atol=1e-4)
+    assert prefix_mask(torch.tensor([2, 0]), 3).tolist() == [[1, 1, 0], [0, 0, 0]]
+
+
+def test_a_negative_context_is_a_user_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('name = "x"\ncontext_turns = -1\n[[datasets]]\nname = "iemocap-text"\npath = "x"\n')
+    with pytest.raises(UserError, match="context_turns must be at least 0"):
+        TrainConfig.from_toml(path)
