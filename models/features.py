@@ -8,6 +8,7 @@ weights digest and the sample ids, so changing either recomputes it. Files are `
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,8 +19,9 @@ from tqdm import tqdm
 
 from models.audio import SAMPLE_RATE
 
-from .data.sample import Sample
+from .data.sample import Sample, dialogues
 from .frontends.packaged import cache_root
+from .frontends.text import InContext
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +87,53 @@ def load_sample_audio(sample: Sample) -> np.ndarray:
     return audio
 
 
-def text_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
-    """Sentence embeddings of the samples' texts: float32 [N, D] (empty text for missing).
+def in_context(samples: Sequence[Sample], turns: int) -> list[InContext]:
+    """Each sample (in the given order) with up to ``turns`` previous non-empty turns of its
+    dialogue among ``samples``, oldest first, marked by whether the sample's speaker said them."""
+    read: dict[str, InContext] = {}
+    for group in dialogues(samples):
+        said = [s for s in group if (s.text or "").strip()]
+        for i, s in enumerate(said):
+            past = said[max(0, i - turns) : i] if turns else []
+            read[s.id] = InContext(s.text, tuple((p.speaker == s.speaker, p.text) for p in past))
+    return [read.get(s.id, InContext(s.text or "")) for s in samples]
 
-    One store per encoder (``text-<digest>-store.npz``: SHA-1 of each text -> its row) grows
-    with every new text, so the train, valid and test subsets of a corpus, and corpora that
+
+def _input_key(item: str | InContext) -> str:
+    """SHA-1 of a text, or of an utterance with its past turns (never equal to a bare text's)."""
+    raw = item if isinstance(item, str) else "in context\n" + json.dumps([item.text, item.past])
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def text_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
+    """Sentence embeddings of the samples' texts: float32 [N, D] (empty text for missing); with
+    an encoder tuned on utterances in context (``encoder.context_turns`` > 0), of each text read
+    with its past turns among ``samples`` (:func:`in_context`).
+
+    One store per encoder (``text-<digest>-store.npz``: SHA-1 of each input -> its row) grows
+    with every new input, so the train, valid and test subsets of a corpus, and corpora that
     share sentences, embed each sentence once. A store written meanwhile by another process is
     merged, not overwritten, as far as both are read before the write.
     """
-    texts = [s.text or "" for s in samples]
-    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+    turns = getattr(encoder, "context_turns", 0)
+    inputs: list = in_context(samples, turns) if turns else [s.text or "" for s in samples]
+    keys = [_input_key(x) for x in inputs]
     cache_dir = cache_dir or default_cache_dir()
     path = cache_dir / f"text-{encoder.identity()['sha256'][:12]}-store.npz"
     store = _read_store(path)
     # Sorted by length, a batch pads little: about twice as fast as in corpus order.
-    missing = sorted({k: t for k, t in zip(keys, texts) if k not in store}.items(), key=lambda kt: len(kt[1]))
+    missing = sorted({k: x for k, x in zip(keys, inputs) if k not in store}.items(), key=lambda kx: len(str(kx[1])))
     if missing:
         log.info("embedding %d texts", len(missing))
-        new = np.asarray(encoder.embed([t for _, t in missing]), dtype=np.float32)
+        todo = [x for _, x in missing]
+        new = np.asarray(encoder.embed_in_context(todo, encoder.context_tokens) if turns else encoder.embed(todo),
+                         dtype=np.float32)
         store = {**_read_store(path), **store, **{k: v for (k, _), v in zip(missing, new)}}
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=np.array(list(store), dtype="<U40"), x=np.stack(list(store.values())))
         tmp.replace(path)
-    if not texts:
+    if not inputs:
         return np.asarray(encoder.embed([]), dtype=np.float32)  # [0, D]
     return np.stack([store[k] for k in keys])
 
@@ -125,18 +150,27 @@ def _audio_keys(samples: Sequence[Sample]) -> list[str]:
     return [f"{s.audio_path}|{s.start}|{s.end}" for s in samples]
 
 
-def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
+def audio_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None, augmentation=None) -> np.ndarray:
     """Mean+std vectors of the samples' audio from a Whisper encoder (last layer) or a
-    :class:`~models.frontends.whisper_layers.LayerStack` (every layer): float32 [N, 2 * D]."""
+    :class:`~models.frontends.whisper_layers.LayerStack` (every layer): float32 [N, 2 * D].
+    augmentation: a :class:`models.augment.Augmentation` each clip goes through first (training
+    copies; its key joins the cache's name), or None for the clean clips."""
     from .frontends.whisper import pool_mean_std
+
+    keys = _audio_keys(samples)
+
+    def heard(sample: Sample, key: str) -> np.ndarray:
+        audio = load_sample_audio(sample)
+        return audio if augmentation is None else augmentation(audio, key)
 
     def compute(_keys: Sequence[str]) -> np.ndarray:
         return np.stack([
-            pool_mean_std(encoder.encode(load_sample_audio(s)).states)
-            for s in tqdm(samples, desc="whisper features", unit="utt", disable=None)
+            pool_mean_std(encoder.encode(heard(s, k)).states)
+            for s, k in tqdm(list(zip(samples, keys)), desc="whisper features", unit="utt", disable=None)
         ])
 
     identity = encoder.identity()
     kind = f"whisper-{identity['window']}" + (f"-layers-{identity['layers']}" if "layers" in identity else "")
-    return cached_matrix(kind, identity, _audio_keys(samples), compute, cache_dir)
+    kind += f"-{augmentation.key()}" if augmentation is not None else ""
+    return cached_matrix(kind, identity, keys, compute, cache_dir)
 

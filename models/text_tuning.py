@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from .data import load_dataset
-from .data.sample import Sample, dialogues
+from .data.sample import Sample
 from .errors import UserError
+from .features import in_context
 from .frontends.text import ContextReader, InContext, TextEncoder, mean_pool, prefix_mask, token_states, top_layers
 from .labels import LabelSet, fold_matrix, label_set
 from .losses import partial_cross_entropy
@@ -70,18 +71,6 @@ class Example:
     def read(self) -> InContext:
         """The encoder's input for this example."""
         return InContext(self.text, self.past)
-
-
-def in_context(samples: list[Sample], turns: int) -> list[InContext]:
-    """Each sample (in the given order) with up to ``turns`` previous non-empty turns of its
-    dialogue among ``samples``, oldest first, marked by whether the sample's speaker said them."""
-    read: dict[str, InContext] = {}
-    for group in dialogues(samples):
-        said = [s for s in group if (s.text or "").strip()]
-        for i, s in enumerate(said):
-            past = said[max(0, i - turns) : i] if turns else []
-            read[s.id] = InContext(s.text, tuple((p.speaker == s.speaker, p.text) for p in past))
-    return [read.get(s.id, InContext(s.text or "")) for s in samples]
 
 
 def training_examples(samples: list[Sample], labels: LabelSet, seed: int | None = None,

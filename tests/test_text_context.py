@@ -13,7 +13,8 @@ from models.frontends.text import (
     OTHER_SPEAKER, SAME_SPEAKER, ContextReader, InContext, TextEncoder, mean_pool, prefix_mask, token_states,
 )
 from models.labels import Emotion
-from models.text_tuning import Tuner, in_context
+from models.features import in_context
+from models.text_tuning import Tuner
 from models.training_config import TrainConfig
 
 
@@ -110,3 +111,42 @@ def test_a_negative_context_is_a_user_error(tmp_path):
     path.write_text('name = "x"\ncontext_turns = -1\n[[datasets]]\nname = "iemocap-text"\npath = "x"\n')
     with pytest.raises(UserError, match="context_turns must be at least 0"):
         TrainConfig.from_toml(path)
+
+
+def _dialogue() -> list[Sample]:
+    return [_sample(0, "F", "It failed again."), _sample(1, "M", "Oh no, I am so sorry."), _sample(2, "F", "I feel terrible.")]
+
+
+def test_tuning_in_context_writes_layers_the_features_read_in_context(tmp_path):
+    """tune-text with context_turns: its file says so, and text_matrix embeds each turn with its
+    past, in a store whose keys never meet the utterance-level ones."""
+    import json
+
+    from models.features import text_matrix
+    from models.text_tuning import tune_text
+
+    rows = [{"dialog": f"Ses0{1 if split == 'train' else 2}F_impro0{i}", "turn": t, "speaker": "FM"[t % 2],
+             "text": text, "label": label, "split": split}
+            for split in ("train", "valid") for i in range(2)
+            for t, (text, label) in enumerate([("What wonderful news", "hap"), ("I miss her so much", "sad")])]
+    data = tmp_path / "iemocap.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "c.toml"
+    config.write_text(f'name = "t"\nlabel_set = "core4"\nloss = "partial-ce"\ntune_layers = 1\ncontext_turns = 2\n'
+                      f'context_tokens = 32\n[optim]\nepochs = 1\nbatch_size = 4\n'
+                      f'[[datasets]]\nname = "iemocap-text"\npath = "{data}"\n')
+    out = tmp_path / "ctx.safetensors"
+    report = tune_text(TrainConfig.from_toml(config), out)
+    assert report["context_turns"] == 2
+    encoder = TextEncoder(out)
+    assert (encoder.context_turns, encoder.context_tokens) == (2, 32)
+    assert encoder.identity()["context"] == "2 turns, 32 tokens"
+    samples = _dialogue()
+    x = text_matrix(samples, encoder, cache_dir=tmp_path / "cache")
+    expected = encoder.embed_in_context(in_context(samples, 2), 32)
+    assert np.allclose(x, expected, atol=1e-6)
+    assert np.allclose(x[0], encoder.embed([samples[0].text])[0], atol=1e-6)  # the first turn has no past
+    assert not np.allclose(x[2], encoder.embed([samples[2].text])[0], atol=1e-3)
+    encoder.context_turns = 0  # the same weights read utterances alone: other keys, other rows
+    alone = text_matrix(samples, encoder, cache_dir=tmp_path / "cache")
+    assert np.allclose(alone, encoder.embed([s.text for s in samples]), atol=1e-6)

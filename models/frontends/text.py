@@ -215,12 +215,17 @@ class TextEncoder:
 
     encoder: a base encoder's name (a key of :data:`BASES`: its plain sentence encoder), a
     safetensors file of tuned layers to load over the base it names (a bare file name is looked
-    up in ``models/checkpoints``), or None for the plain MiniLM.
+    up in ``models/checkpoints``), or None for the plain MiniLM. Layers tuned with each utterance
+    read with its past turns (``tune-text`` ``context_turns``) say so in their metadata:
+    ``context_turns`` > 0, and their features are :meth:`embed_in_context`'s.
     """
 
     def __init__(self, encoder: str | Path | None = None, device: str = "cpu", max_tokens: int = 128) -> None:
         self.tuned = resolve_tuned(encoder) if encoder and str(encoder) not in BASES else None
-        self.base = base_encoder(tuned_base(self.tuned) if self.tuned else str(encoder or DEFAULT_BASE))
+        meta = tuned_metadata(self.tuned) if self.tuned else {}
+        self.base = base_encoder(meta.get("base", DEFAULT_BASE) if self.tuned else str(encoder or DEFAULT_BASE))
+        self.context_turns = int(meta.get("context_turns", 0))  # past turns each utterance is read with
+        self.context_tokens = int(meta.get("context_tokens", 0))  # an input's length cap, tokens
         self.dim = self.base.dim
         self.model_dir = self.base.model_dir()
         self.device = torch.device(device)
@@ -235,7 +240,8 @@ class TextEncoder:
         """Base name and weights digest of the encoder (of the tuned layers' file when tuned)."""
         if self.tuned:
             return {"name": f"{self.base.name}+{self.tuned.stem}", "base": self.base.name,
-                    "sha256": file_sha256(self.tuned), "tuned": self.tuned.name}
+                    "sha256": file_sha256(self.tuned), "tuned": self.tuned.name,
+                    **({"context": f"{self.context_turns} turns, {self.context_tokens} tokens"} if self.context_turns else {})}
         return {"name": self.base.name, "base": self.base.name, "sha256": file_sha256(self.model_dir / "model.safetensors")}
 
     @torch.inference_mode()
@@ -270,8 +276,9 @@ def resolve_tuned(tuned: str | Path) -> Path:
     return path
 
 
-def tuned_base(path: Path) -> str:
-    """The base encoder a tuned-layers file was trained on (its metadata; MiniLM when unnamed)."""
+def tuned_metadata(path: Path) -> dict[str, str]:
+    """A tuned-layers file's metadata: ``base``, the encoder it was trained on (MiniLM when
+    unnamed); ``context_turns`` and ``context_tokens`` when trained on utterances in context."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -279,7 +286,7 @@ def tuned_base(path: Path) -> str:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"{path}: not a tuned text encoder ({err})") from None
-    return meta.get("base", DEFAULT_BASE)
+    return meta
 
 
 def load_tuned_layers(model: torch.nn.Module, path: Path) -> None:
