@@ -120,7 +120,7 @@ def split_draw(samples: list[Sample], splits: Sequence[str], limit: int, seed: i
 
 def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corpus:
     """Load every dataset, compute (cached) features and cut train/valid windows."""
-    from .features import audio_matrix, text_matrix
+    from .features import text_matrix
 
     labels = config.labels
     text_parts, audio_parts = [], []
@@ -153,7 +153,8 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
                 n_text = add_forms(samples, text_rows, heard.get(spec.name, {}), frontends["text"], text_parts,
                                    n_text, heard_rows)
         if spec.modality in ("audio", "both"):
-            audio_parts.append(audio_matrix(samples, frontends["audio"]))
+            samples, matrix = with_augmented_copies(samples, spec, frontends["audio"])
+            audio_parts.append(matrix)
             audio_sessions.append(sample_sessions(samples))
             audio_rows = list(range(n_audio, n_audio + len(samples)))
             n_audio += len(samples)
@@ -210,6 +211,29 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
         valid=valid, valid_sets=valid_sets, audio_train=audio_train, counts=counts,
         spoken_rows=spoken_rows, heard_rows=heard_rows, speaker_norm=speaker_norm,
     )
+
+
+def with_augmented_copies(samples: list[Sample], spec, encoder) -> tuple[list[Sample], np.ndarray]:
+    """An audio corpus's samples and acoustic vectors [N, D], followed by ``spec.augment_copies``
+    augmented copies of every training speaker's clip. A copy of speaker "03" is speaker "03~aug1"
+    (and so on): for the per-speaker normalisation a voice moved by speed and pitch is another voice,
+    and it is never a validation or test speaker."""
+    from .features import audio_matrix
+
+    matrix = audio_matrix(samples, encoder)
+    if not spec.augment_copies:
+        return samples, matrix
+    if spec.modality != "audio":
+        raise UserError(f"{spec.name}: augment_copies is for audio corpora (its text rows would not match)")
+    from .augment import Augmentation
+
+    held = set(spec.valid_speakers) | set(spec.test_speakers)
+    train = [s for s in samples if s.speaker not in held]
+    out, parts = list(samples), [matrix]
+    for copy in range(1, spec.augment_copies + 1):
+        parts.append(audio_matrix(train, encoder, augmentation=Augmentation(copy=copy)))
+        out += [replace(s, id=f"{s.id}~aug{copy}", speaker=f"{s.speaker}~aug{copy}") for s in train]
+    return out, np.concatenate(parts)
 
 
 def normalise_corpus(audio: np.ndarray, sessions: Sequence[tuple[list[str], bool]], prior: NormPrior,

@@ -28,7 +28,9 @@ class DatasetSpec:
     ``corpus_epoch_size`` (0 = that). balance_classes: draw them with the same number of windows
     per class (a class with few clips repeats within the epoch). synthetic: its audio carries no
     emotion (espeak-ng renders); with ``objectives.gate_loss`` the audio gate is taught to close on
-    it and to open on every other corpus's audio.
+    it and to open on every other corpus's audio. augment_copies: audio corpora: this many augmented
+    copies (:class:`models.augment.Augmentation`, copies 1..N: speed, pitch, room, noise) of every
+    training speaker's clip join the training clips (validation and test speakers stay clean).
     """
 
     name: str
@@ -43,6 +45,7 @@ class DatasetSpec:
     epoch_size: int = 0
     balance_classes: bool = False
     synthetic: bool = False
+    augment_copies: int = 0
 
 
 @dataclass(frozen=True)

@@ -319,3 +319,64 @@ def test_heard_text_rows_point_at_the_transcripts_of_rendered_turns(tmp_path, mo
     assert set(corpus.heard_rows) == {rows[train[0].id], rows[train[3].id]}
     heard_table = corpus.text_table[[corpus.heard_rows[rows[train[0].id]], corpus.heard_rows[rows[train[3].id]]]]
     assert heard_table.argmax(1).tolist() == [3, 2]  # the cue words of the heard texts: hate, sorry
+
+
+class _AudioFrontend(_Frontend):
+    """Frame energies as 'states': [n // 320, 2] (log energy, zero-crossing share) per 20 ms."""
+
+    def identity(self) -> dict[str, str]:
+        return {**super().identity(), "window": "utterance+0s"}
+
+    def encode(self, audio: np.ndarray):
+        from models.frontends.whisper import EncoderPass
+
+        frames = audio[: len(audio) // 320 * 320].reshape(-1, 320)
+        states = np.stack([np.log(1e-6 + (frames**2).mean(1)), (np.diff(np.sign(frames), axis=1) != 0).mean(1)], 1)
+        return EncoderPass(output=None, states=states.astype(np.float32))
+
+
+def test_augmented_copies_are_training_speakers_of_their_own(tmp_path, monkeypatch):
+    """augment_copies adds N augmented copies of every training speaker's clip (validation and
+    test speakers stay clean), each copy a speaker of its own, with features of the changed audio
+    (cached under the augmentation's name: a second call computes nothing)."""
+    import shutil
+    import wave
+
+    from models.training import with_augmented_copies
+    from models.training_config import DatasetSpec
+
+    if shutil.which("sox") is None:
+        pytest.skip("pitch augmentation needs sox")
+    monkeypatch.setenv("EMOSTREAM_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    samples = []
+    for speaker in ("a", "b", "v", "t"):
+        for i in range(2):
+            path = tmp_path / f"{speaker}{i}.wav"
+            tone = np.sin(2 * np.pi * (150 + 50 * i) * np.arange(16000) / 16000) * np.hanning(16000)
+            pcm = (0.5 * tone + 0.01 * rng.standard_normal(16000)) * 32767
+            with wave.open(str(path), "wb") as f:
+                f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
+                f.writeframes(pcm.astype("<i2").tobytes())
+            samples.append(Sample(f"{speaker}{i}", "acted", "W", Emotion.ANGRY, speaker, audio_path=path))
+    spec = DatasetSpec("acted", tmp_path, modality="audio", valid_speakers=("v",), test_speakers=("t",),
+                       augment_copies=2)
+    out, x = with_augmented_copies(samples, spec, _AudioFrontend(4, "fake-audio"))
+    assert len(out) == len(x) == 8 + 2 * 4
+    assert out[:8] == samples
+    assert [s.speaker for s in out[8:]] == ["a~aug1"] * 2 + ["b~aug1"] * 2 + ["a~aug2"] * 2 + ["b~aug2"] * 2
+    assert len({s.id for s in out}) == len(out)
+    clean = {s.id: row for s, row in zip(out, x)}
+    for s, row in zip(out[8:], x[8:]):
+        assert not np.allclose(row, clean[s.id.split("~")[0]])  # the copy's audio was changed
+    assert not np.allclose(x[8:12], x[12:16])  # two copies, two draws
+
+    def refuse(*args):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(_AudioFrontend, "encode", refuse)
+    np.testing.assert_array_equal(with_augmented_copies(samples, spec, _AudioFrontend(4, "fake-audio"))[1], x)
+    with pytest.raises(UserError, match="augment_copies is for audio corpora"):
+        from dataclasses import replace
+
+        with_augmented_copies(samples, replace(spec, modality="both"), _AudioFrontend(4, "fake-audio"))
