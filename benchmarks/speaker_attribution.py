@@ -62,6 +62,7 @@ from streamer.records import SAMPLE_RATE, AudioBlock, Speaker, Utterance  # noqa
 from streamer.segmenter import Segmenter, SegmenterConfig  # noqa: E402
 from streamer.speaker_change import SpeakerChangeConfig, SpeakerChangeDetector  # noqa: E402
 from streamer.speakers import (  # noqa: E402
+    CAMPPLUS_DIM,
     DEFAULT_NEW_SPEAKER_DISTANCE,
     Decision,
     EmbeddingClustering,
@@ -155,8 +156,9 @@ class PrintCache:
         self._encoder: WhisperEncoder | None = None
 
     def clip(self, key: str, speaker: str, audio: np.ndarray) -> Clip:
-        """The clip with every voice print, computed for what the cache lacks."""
-        missing = [f for f in self.features if f"{key}|{f.value}" not in self.prints]
+        """The clip with every voice print, computed for what the cache lacks (and for a
+        ``campplus`` print of round 9's caches, the CAM++ embedding without the envelope)."""
+        missing = [f for f in self.features if not self._fits(f"{key}|{f.value}", f)]
         states = None
         if VoiceFeature.ENCODER in missing:
             self._encoder = self._encoder or WhisperEncoder(compute_type="int8")
@@ -164,6 +166,12 @@ class PrintCache:
         for f in missing:
             self.prints[f"{key}|{f.value}"] = voice_print(f, audio, states)
         return Clip(speaker, audio, {f: self.prints[f"{key}|{f.value}"] for f in self.features})
+
+    def _fits(self, name: str, feature: VoiceFeature) -> bool:
+        """Whether the cache holds print ``name`` in the current shape."""
+        if name not in self.prints:
+            return False
+        return feature is not VoiceFeature.CAMPPLUS or len(self.prints[name]) != CAMPPLUS_DIM
 
     def save(self) -> None:
         if self.path:
@@ -443,13 +451,13 @@ def share_on_a(streams: Iterable[Dialogue], config: Policy) -> float:
 def verification(clips: list[Clip], feature: VoiceFeature) -> tuple[float, float]:
     """Equal error rate and ROC AUC over all pairs of clips: same speaker or not.
 
-    Score: cosine similarity for CAM++ (unit embeddings), else minus the Euclidean distance (an
-    unknown F0 takes the corpus median).
+    Score: cosine similarity for CAM++ (unit embeddings; the embedding half of a ``campplus``
+    print), else minus the Euclidean distance (an unknown F0 takes the corpus median).
     """
     prints = np.stack([c.prints[feature] for c in clips])  # [n, dim]
     prints = np.where(np.isnan(prints), np.nanmedian(prints, axis=0), prints)
     if feature is VoiceFeature.CAMPPLUS:
-        scores = prints @ prints.T
+        scores = prints[:, :CAMPPLUS_DIM] @ prints[:, :CAMPPLUS_DIM].T
     else:
         squared = (prints**2).sum(axis=1)
         scores = -np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * prints @ prints.T, 0.0))
@@ -475,7 +483,7 @@ def error_kinds(dialogue: Dialogue, config: Policy) -> list[str]:
     (an online decision that hindsight gets right).
     """
     predicted, truth = labelled(dialogue, attribute(dialogue, config))
-    hindsight = two_means(np.stack([clip.prints[VoiceFeature.CAMPPLUS] for clip in dialogue]))
+    hindsight = two_means(np.stack([clip.prints[VoiceFeature.CAMPPLUS][:CAMPPLUS_DIM] for clip in dialogue]))
     if (hindsight == truth).mean() < 0.5:
         hindsight = ~hindsight
     opened = np.flatnonzero(predicted != predicted[0])

@@ -291,35 +291,55 @@ def _check_sidecar(weights: Path, what: str) -> None:
 
 
 class VoiceProjection:
-    """A linear map of unit CAM++ embeddings [192] into a space [k] where synthetic voices are
-    easier to tell apart: a shrinkage LDA fitted on espeak-ng voices whose pitch and rate vary
-    from turn to turn (``scripts/train_voice_projection.py``; models/MODEL_CARD.md, "Speaker
-    embedder"). It shrinks what varies within such a voice; real voices' turns stay spread
-    out in it, which ``streamer.speakers.EmbeddingClustering`` uses to tell when to trust it.
-    The same file holds the unit mean embedding of each of its training voices
+    """A map of voice prints (``streamer.speakers.voice_print``, ``campplus``: the unit CAM++
+    embedding [192], then the spectral envelope [40]) into a space [k] where synthetic voices
+    are easier to tell apart: shrinkage LDAs fitted on espeak-ng voices whose pitch and rate
+    vary from turn to turn (``scripts/train_voice_projection.py``; models/MODEL_CARD.md,
+    "Speaker embedder"), one of the CAM++ embedding [k_c, 192] and (round 10) one of the
+    envelope [k_e, 40], each half unit length, the envelope's weighted so that the cosine
+    distance between two projected prints is (d_cam + w d_envelope) / (1 + w), w the file's
+    ``envelope_weight`` (metadata). It shrinks what varies within such a voice; real voices' turns stay
+    spread out in it, which ``streamer.speakers.EmbeddingClustering`` uses to tell when to trust
+    it. The same file holds the unit mean CAM++ embedding of each of its training voices
     (``voice_means``), so that a print can be asked how much it sounds like one of them.
+    A file without the envelope tensors (to round 9) or a print without the envelope projects
+    the CAM++ half alone.
     """
 
     def __init__(self, weights: Path = PROJECTION) -> None:
         _check_sidecar(weights, "voice projection")
         tensors = load_file(weights)
-        self.matrix = tensors["projection"].double().numpy()  # [k, 192]
+        self.matrix = tensors["projection"].double().numpy()  # [k_c, 192]
         self.voice_means = tensors["voice_means"].double().numpy()  # [n_voices, 192], unit rows
         with safe_open(weights, "pt") as f:
             self.metadata = f.metadata() or {}
+        self.envelope_matrix: np.ndarray | None = None  # [k_e, 40]
+        self.envelope_mean: np.ndarray | None = None  # [40], subtracted before the unit length
+        if "envelope_projection" in tensors:
+            self.envelope_matrix = tensors["envelope_projection"].double().numpy()
+            self.envelope_mean = tensors["envelope_mean"].double().numpy()
+            self.envelope_weight = float(self.metadata["envelope_weight"])
 
-    def synthetic_likeness(self, embedding: np.ndarray) -> float:
-        """The cosine similarity of an embedding [192] (any length) to the nearest training voice's
-        mean: how much it sounds like an espeak-ng voice. Per print, the dev synthetic voices'
-        turns lie at 0.30-0.91 (median 0.70) and real speakers' (TurEV-DB) at 0.06-0.50 (median
-        0.24) (docs/benchmarks.md, "Speaker attribution", round 7)."""
-        unit = embedding / max(float(np.linalg.norm(embedding)), 1e-12)
-        return float((self.voice_means @ unit).max())
+    def synthetic_likeness(self, voice: np.ndarray) -> float:
+        """The cosine similarity of a print's CAM++ embedding (``voice[:192]``, any length) to the
+        nearest training voice's mean: how much it sounds like an espeak-ng voice. Per print, the
+        dev synthetic voices' turns lie at 0.30-0.91 (median 0.70) and real speakers' (TurEV-DB)
+        at 0.06-0.50 (median 0.24) (docs/benchmarks.md, "Speaker attribution", round 7)."""
+        return float((self.voice_means @ _unit(voice[:EMBEDDING_DIM])).max())
 
-    def project(self, embedding: np.ndarray) -> np.ndarray:
-        """Embedding [192] (any length; normalised first) -> float64 [k], L2-normalised."""
-        out = self.matrix @ (embedding / max(float(np.linalg.norm(embedding)), 1e-12))
-        return out / max(float(np.linalg.norm(out)), 1e-12)
+    def project(self, voice: np.ndarray) -> np.ndarray:
+        """A print [192] or [192 + 40] (the CAM++ half of any length) -> float64 [k], L2-normalised:
+        [k_c] from the CAM++ half alone, or [k_c + k_e] with the envelope."""
+        projected = _unit(self.matrix @ _unit(voice[:EMBEDDING_DIM]))
+        if self.envelope_matrix is None or len(voice) == EMBEDDING_DIM:
+            return projected
+        envelope = _unit(self.envelope_matrix @ _unit(voice[EMBEDDING_DIM:] - self.envelope_mean))
+        return _unit(np.concatenate([projected, np.sqrt(self.envelope_weight) * envelope]))
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` [d] / its L2 norm (zeros stay zeros)."""
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 class SpeakerEmbedder:
