@@ -211,8 +211,9 @@ def feed(attributor: SpeakerAttributor, dialogue: Dialogue) -> list[Speaker]:
 
 
 def raw_rule_only() -> EmbeddingClustering:
-    """campplus as it was before the voice projection: the raw-embedding rules alone."""
-    return EmbeddingClustering(DEFAULT_NEW_SPEAKER_DISTANCE[VoiceFeature.CAMPPLUS])
+    """campplus as it was before the voice projection: the raw-embedding rules alone (on the CAM++
+    half of the print)."""
+    return EmbeddingClustering(DEFAULT_NEW_SPEAKER_DISTANCE[VoiceFeature.CAMPPLUS], raw_dims=CAMPPLUS_DIM)
 
 
 @dataclass(frozen=True)
