@@ -45,6 +45,8 @@ from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
+PROMPT_TURNS = 8  # the last events whose texts the transcriber is given as its prompt
+
 
 def cut_repetition(text: str) -> str:
     """The text up to the end of the first phrase (2 words or more) that is immediately
@@ -77,8 +79,11 @@ class Heard:
 class Pipeline:
     """Segment, transcribe, attribute, contextualise and score a stream of audio blocks.
 
-    channels: 1 or 2 (each channel has its own VAD). text_encoder: ``embed(list[str]) -> [N, 384]``
-    or None to give the model no text. use_audio: give the model the acoustic vector.
+    channels: 1 or 2 (each channel has its own VAD). text_encoder: a
+    :class:`models.frontends.text.TextEncoder`, or None to give the model no text; one tuned on
+    utterances read with their past turns (``context_turns`` > 0) reads each utterance with the
+    session's last turns, marked same or other speaker, as training read each corpus turn
+    (:func:`models.features.in_context`), once its speaker is decided. use_audio: give the model the acoustic vector.
     feature_encoder: a separate Whisper encoder for the acoustic vector when the checkpoint's
     audio frontend differs from the ASR model (None: reuse the ASR encoder pass).
     partial_every_s: stream seconds between interim results of an utterance in progress (0: none).
@@ -135,7 +140,10 @@ class Pipeline:
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, dict[tuple[int, int], Heard]] = {}  # channel -> {(id, samples): prepared}
-        self._said: deque[str] = deque(maxlen=8)  # the last events' texts: the transcriber's prompt
+        self.text_turns = text_encoder.context_turns if text_encoder is not None else 0
+        # The last events' speakers and texts: the transcriber's prompt, and the past turns a
+        # text encoder tuned in context reads.
+        self._said: deque[tuple[Speaker, str]] = deque(maxlen=max(PROMPT_TURNS, self.text_turns))
         self.revisions = SpeakerRevisions()
         self.wall_clock = wall_clock
         self.processed_until = 0.0  # stream seconds fed so far
@@ -218,8 +226,10 @@ class Pipeline:
             log.debug("utterance %d at %.2f s: no speech (p=%.2f), skipped",
                       utterance.id, utterance.start, transcript.no_speech_prob)
             return None
-        self._said.append(transcript.text)
         speaker = self.attributor.assign(utterance, transcript.encoder_states, heard.voice)
+        if self.text_turns and transcript.text:
+            heard = replace(heard, text=self._text_vector(transcript.text, speaker))
+        self._said.append((speaker, transcript.text))
         revisions = self.revisions.note(utterance.id, speaker, self.attributor.names())
         window = self.context.push(self.session_audio.item(heard.item(speaker)), utterance.start, utterance.end)
         emotions = self.predictor.predict(window)
@@ -234,7 +244,7 @@ class Pipeline:
     def _partial(self, utterance: Utterance) -> PartialEvent | None:
         """Score the audio so far; None while Whisper hears no words in it yet."""
         started = self.wall_clock()
-        transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
+        transcript = self.transcriber.transcribe(utterance.audio, self._prompt())
         if not transcript.text:
             return None
         # The voice's vector only where the transcription pass gives it: a second encoder pass
@@ -246,6 +256,8 @@ class Pipeline:
         # The model wants a speaker tag: unknown, guess a turn change (the usual case in a dialogue).
         last = self.context.last
         guess = speaker or (Speaker(last.speaker).other if last is not None else Speaker.A)
+        if self.text_turns:
+            heard = replace(heard, text=self._text_vector(heard.transcript.text, guess))
         window = self.context.peek(self.session_audio.item(heard.item(guess), update=False), utterance.start)
         return PartialEvent(
             id=utterance.id, speaker=speaker, channel=utterance.channel,
@@ -259,15 +271,32 @@ class Pipeline:
               acoustic: bool = True) -> Heard:
         """An utterance's :class:`Heard` (transcribed here unless ``transcript`` is given; no voice
         print unless ``voice``; no acoustic vector unless ``acoustic``: the model then takes the
-        audio as missing)."""
+        audio as missing). A text encoder that reads the past turns embeds later, once the
+        speaker is known (``text`` None here)."""
         if transcript is None:
-            transcript = self.transcriber.transcribe(utterance.audio, " ".join(self._said))
+            transcript = self.transcriber.transcribe(utterance.audio, self._prompt())
         return Heard(
             transcript=transcript,
             audio=self._audio_vector(utterance, transcript) if self.use_audio and acoustic else None,
-            text=self.text_encoder.embed([transcript.text])[0] if self.text_encoder and transcript.text else None,
+            text=self._text_vector(transcript.text) if not self.text_turns else None,
             voice=self.attributor.print_of(utterance, transcript.encoder_states) if voice else None,
         )
+
+    def _prompt(self) -> str:
+        """The transcriber's prompt: the last events' texts."""
+        return " ".join(text for _, text in list(self._said)[-PROMPT_TURNS:])
+
+    def _text_vector(self, text: str, speaker: Speaker | None = None) -> np.ndarray | None:
+        """The text embedding [text_dim] (None without an encoder or words); an encoder tuned in
+        context reads ``text`` as said by ``speaker`` after the session's last non-empty turns."""
+        if self.text_encoder is None or not text:
+            return None
+        if not self.text_turns:
+            return self.text_encoder.embed([text])[0]
+        from models.frontends.text import InContext
+
+        past = [(said_by == speaker, said) for said_by, said in self._said if said][-self.text_turns:]
+        return self.text_encoder.embed_in_context([InContext(text, tuple(past))], self.text_encoder.context_tokens)[0]
 
     def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:
         if self.feature_encoder is None:
