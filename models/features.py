@@ -134,7 +134,7 @@ def text_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = Non
         np.savez(tmp, keys=np.array(list(store), dtype="<U40"), x=np.stack(list(store.values())))
         tmp.replace(path)
     if not inputs:
-        return np.asarray(encoder.embed([]), dtype=np.float32)  # [0, D]
+        return np.zeros((0, encoder.dim), np.float32)
     return np.stack([store[k] for k in keys])
 
 

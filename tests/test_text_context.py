@@ -145,8 +145,10 @@ def test_tuning_in_context_writes_layers_the_features_read_in_context(tmp_path):
     x = text_matrix(samples, encoder, cache_dir=tmp_path / "cache")
     expected = encoder.embed_in_context(in_context(samples, 2), 32)
     assert np.allclose(x, expected, atol=1e-6)
-    assert np.allclose(x[0], encoder.embed([samples[0].text])[0], atol=1e-6)  # the first turn has no past
-    assert not np.allclose(x[2], encoder.embed([samples[2].text])[0], atol=1e-3)
+    with pytest.raises(UserError, match="reads each utterance with its past 2 turns"):
+        encoder.embed([samples[0].text])  # e.g. a runtime that does not feed it the past yet
+    alone = encoder.embed_in_context([InContext(s.text) for s in samples], 32)  # = embed (test above)
+    assert np.allclose(x[0], alone[0], atol=1e-6)  # the first turn has no past
+    assert not np.allclose(x[2], alone[2], atol=1e-3)
     encoder.context_turns = 0  # the same weights read utterances alone: other keys, other rows
-    alone = text_matrix(samples, encoder, cache_dir=tmp_path / "cache")
-    assert np.allclose(alone, encoder.embed([s.text for s in samples]), atol=1e-6)
+    assert np.allclose(text_matrix(samples, encoder, cache_dir=tmp_path / "cache"), alone, atol=1e-6)

@@ -246,7 +246,11 @@ class TextEncoder:
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed sentences: texts (N) -> float32 [N, dim], unit length rows."""
+        """Embed sentences: texts (N) -> float32 [N, dim], unit length rows. An encoder tuned in
+        context refuses: its features are utterances read with their past turns (:meth:`embed_in_context`)."""
+        if self.context_turns:
+            raise UserError(f"the text encoder {self.identity()['name']} reads each utterance with its past "
+                            f"{self.context_turns} turns (tune-text context_turns); this path gives it utterances alone")
         out = []
         for i in range(0, len(texts), batch_size):
             ids, mask = (t.to(self.device) for t in self.tokenize(list(texts[i : i + batch_size])))
