@@ -508,7 +508,8 @@ class EmbeddingClustering:
     attribution", round 5).
 
     With a ``project``ion (the voice projection, ``models.frontends.speaker.VoiceProjection``:
-    an LDA learned on synthetic voices), the history is also split by 2-means in the projected
+    LDAs learned on synthetic voices, of the CAM++ embedding and, since round 10, of the print's
+    spectral envelope), the history is also split by 2-means in the projected
     space, and that split stands first when it is **tight**: each group holds at least
     TIGHT_MIN_UTTERANCES utterances, the mean cosine distance of each group's members to its
     mean direction is under TIGHT_SPREAD, and the groups lie more than PROJECTED_DISTANCE +
