@@ -73,6 +73,14 @@ class Example:
         return InContext(self.text, self.past)
 
 
+def tuning_samples(name: str, path: Path, context_turns: int) -> list[Sample]:
+    """A corpus's samples for tuning. Read alone, only the labelled ones (the seeded dialogue draws
+    of the utterance-level configs stay as they were). Read with ``context_turns`` > 0 past turns,
+    the unlabelled ones too (``label`` None; e.g. EmoContext's first two turns): they are part of the
+    dialogue, as ``emostream train`` and ``evaluate`` read it, and are never trained on."""
+    return load_dataset(name, path, keep_unlabelled=context_turns > 0).samples
+
+
 def training_examples(samples: list[Sample], labels: LabelSet, seed: int | None = None,
                       heard: dict[str, str] | None = None, context_turns: int = 0) -> list[Example]:
     """Labelled, non-empty utterances the label set can represent, with their partial targets and
@@ -208,7 +216,7 @@ def tune_text(config: TrainConfig, out: Path) -> dict:
     for spec in config.datasets:
         if spec.modality != "text":
             raise UserError(f"tune-text trains on text corpora; {spec.name} is {spec.modality}")
-        samples = load_dataset(spec.name, spec.path).samples
+        samples = tuning_samples(spec.name, spec.path, config.context_turns)
         train[spec.name] = training_examples(split_draw(samples, spec.train, spec.max_dialogues, config.seed), labels,
                                              config.seed if config.spoken_text else None, heard.get(spec.name),
                                              config.context_turns)

@@ -152,3 +152,22 @@ def test_tuning_in_context_writes_layers_the_features_read_in_context(tmp_path):
     assert not np.allclose(x[2], alone[2], atol=1e-3)
     encoder.context_turns = 0  # the same weights read utterances alone: other keys, other rows
     assert np.allclose(text_matrix(samples, encoder, cache_dir=tmp_path / "cache"), alone, atol=1e-6)
+
+
+def test_in_context_tuning_reads_unlabelled_turns_as_the_past(tmp_path):
+    """An unlabelled turn is never trained on, but with context_turns it is part of the next turn's
+    past (as train/evaluate read the dialogue); read alone, the corpus keeps its labelled turns only."""
+    import json
+
+    from models.labels import LABEL_SETS
+    from models.text_tuning import training_examples, tuning_samples
+
+    rows = [{"dialog": "Ses01F_impro01", "turn": t, "speaker": "FM"[t % 2], "text": text, "label": label,
+             "split": "train"} for t, (text, label) in enumerate([("The results came back.", "xxx"),
+                                                                   ("That is wonderful news!", "hap")])]
+    data = tmp_path / "iemocap.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [s.text for s in tuning_samples("iemocap-text", data, 0)] == ["That is wonderful news!"]
+    samples = tuning_samples("iemocap-text", data, 2)
+    (example,) = training_examples(samples, LABEL_SETS["core4"], context_turns=2)
+    assert example.text == "That is wonderful news!" and example.past == ((False, "The results came back."),)
