@@ -94,8 +94,8 @@ def in_context(samples: Sequence[Sample], turns: int) -> list[InContext]:
     for group in dialogues(samples):
         said = [s for s in group if (s.text or "").strip()]
         for i, s in enumerate(said):
-            past = said[max(0, i - turns) : i] if turns else []
-            read[s.id] = InContext(s.text, tuple((p.speaker == s.speaker, p.text) for p in past))
+            read[s.id] = InContext.after(s.text, s.speaker, [(p.speaker, p.text) for p in said[max(0, i - turns) : i]],
+                                         turns)
     return [read.get(s.id, InContext(s.text or "")) for s in samples]
 
 

@@ -122,7 +122,7 @@ def length_batches(examples: list[Example], batch_size: int, rng: random.Random)
     pool = 50 * batch_size
     batches = []
     for i in range(0, len(examples), pool):
-        chunk = sorted(examples[i : i + pool], key=lambda e: len(e.text) + sum(len(t) for _, t in e.past))
+        chunk = sorted(examples[i : i + pool], key=lambda e: e.read().chars)
         batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -155,7 +155,7 @@ class Tuner(torch.nn.Module):
     @torch.no_grad()
     def precompute(self, items: list[InContext], batch_size: int = 64) -> None:
         """The frozen layers' output for each input not yet seen (eval mode: no dropout)."""
-        todo = sorted({t for t in items if t not in self.frozen}, key=lambda t: len(t.text) + sum(len(p) for _, p in t.past))
+        todo = sorted({t for t in items if t not in self.frozen}, key=lambda t: t.chars)
         training = self.model.training
         self.model.eval()
         for i in range(0, len(todo), batch_size):

@@ -140,7 +140,6 @@ class Pipeline:
         self.known_speakers = known_speakers
         self._partial_until: dict[int, float] = {}  # utterance id -> end of its latest partial, s
         self._ahead: dict[int, dict[tuple[int, int], Heard]] = {}  # channel -> {(id, samples): prepared}
-        self.text_turns = text_encoder.context_turns if text_encoder is not None else 0
         # The last events' speakers and texts: the transcriber's prompt, and the past turns a
         # text encoder tuned in context reads.
         self._said: deque[tuple[Speaker, str]] = deque(maxlen=max(PROMPT_TURNS, self.text_turns))
@@ -282,6 +281,11 @@ class Pipeline:
             voice=self.attributor.print_of(utterance, transcript.encoder_states) if voice else None,
         )
 
+    @property
+    def text_turns(self) -> int:
+        """Past turns the text encoder reads each utterance with (0: utterances alone, or no text)."""
+        return self.text_encoder.context_turns if self.text_encoder is not None else 0
+
     def _prompt(self) -> str:
         """The transcriber's prompt: the last events' texts."""
         return " ".join(text for _, text in list(self._said)[-PROMPT_TURNS:])
@@ -295,8 +299,8 @@ class Pipeline:
             return self.text_encoder.embed([text])[0]
         from models.frontends.text import InContext
 
-        past = [(said_by == speaker, said) for said_by, said in self._said if said][-self.text_turns:]
-        return self.text_encoder.embed_in_context([InContext(text, tuple(past))], self.text_encoder.context_tokens)[0]
+        read = InContext.after(text, speaker, self._said, self.text_turns)
+        return self.text_encoder.embed_in_context([read], self.text_encoder.context_tokens)[0]
 
     def _audio_vector(self, utterance: Utterance, transcript: Transcript) -> np.ndarray | None:
         if self.feature_encoder is None:

@@ -31,7 +31,7 @@ def test_a_text_encoder_tuned_in_context_reads_the_last_turns_of_the_session(rec
             return embed(items, context_tokens, batch_size)
 
         encoder.embed_in_context = spy
-        pipeline.text_encoder, pipeline.text_turns = encoder, encoder.context_turns
+        pipeline.text_encoder = encoder
 
     audio = next(open_file(EXAMPLES / "dialogue.wav").blocks(1e6)).samples[:, 0]
     events = utterances(replay(recognizer, audio, Settings().updated({"partials": {"every_s": 0}}), speed=None,

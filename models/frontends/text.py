@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -168,6 +168,20 @@ class InContext:
 
     text: str
     past: tuple[tuple[bool, str], ...] = ()
+
+    @classmethod
+    def after(cls, text: str, speaker: Hashable, previous: Iterable[tuple[Hashable, str]], turns: int) -> "InContext":
+        """``text``, said by ``speaker``, read after the last ``turns`` non-empty ones of
+        ``previous`` ((speaker, text) pairs, oldest first), each marked by whether ``speaker``
+        said it: the one rule by which training (:func:`models.features.in_context`) and the
+        streaming pipeline pick an utterance's past."""
+        past = [(who == speaker, words) for who, words in previous if words.strip()]
+        return cls(text, tuple(past[-turns:]) if turns else ())
+
+    @property
+    def chars(self) -> int:
+        """Characters of the text and its past turns (for batching inputs of similar length)."""
+        return len(self.text) + sum(len(said) for _, said in self.past)
 
 
 class ContextReader:
