@@ -44,7 +44,7 @@ from .losses import (
 from .metrics import Scores, score
 from .networks import FusionConfig, build_network, count_parameters
 from .predictor import pick_device, predict_windows
-from .training_config import TrainConfig
+from .training_config import DatasetSpec, TrainConfig
 from .whisper_style import whisper_form
 from .windows import MISSING, Window, build_windows, collate, pseudo_pairs, support_mask
 
@@ -213,7 +213,7 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     )
 
 
-def with_augmented_copies(samples: list[Sample], spec, encoder) -> tuple[list[Sample], np.ndarray]:
+def with_augmented_copies(samples: list[Sample], spec: DatasetSpec, encoder) -> tuple[list[Sample], np.ndarray]:
     """An audio corpus's samples and acoustic vectors [N, D], followed by ``spec.augment_copies``
     augmented copies of every training speaker's clip. A copy of speaker "03" is speaker "03~aug1"
     (and so on): for the per-speaker normalisation a voice moved by speed and pitch is another voice,
