@@ -21,7 +21,7 @@ from models.audio import SAMPLE_RATE
 
 from .data.sample import Sample, dialogues
 from .frontends.packaged import cache_root
-from .frontends.text import InContext
+from .frontends.text import InContext, TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -105,29 +105,44 @@ def _input_key(item: str | InContext) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-def text_matrix(samples: Sequence[Sample], encoder, cache_dir: Path | None = None) -> np.ndarray:
+def _input_chars(item: str | InContext) -> int:
+    """Characters an input holds (its past turns included): the key that batches similar lengths."""
+    return len(item) if isinstance(item, str) else item.chars
+
+
+def text_inputs(samples: Sequence[Sample], turns: int) -> list[str] | list[InContext]:
+    """What a text encoder reads of each sample: its text (empty for missing), or with ``turns``
+    > 0 the text with its past turns among ``samples`` (:func:`in_context`)."""
+    return in_context(samples, turns) if turns else [s.text or "" for s in samples]
+
+
+def text_matrix(samples: Sequence[Sample], encoder: TextEncoder, cache_dir: Path | None = None) -> np.ndarray:
     """Sentence embeddings of the samples' texts: float32 [N, D] (empty text for missing); with
     an encoder tuned on utterances in context (``encoder.context_turns`` > 0), of each text read
-    with its past turns among ``samples`` (:func:`in_context`).
+    with its past turns among ``samples`` (:func:`text_inputs`, :func:`embed_inputs`)."""
+    return embed_inputs(text_inputs(samples, encoder.context_turns), encoder, cache_dir)
+
+
+def embed_inputs(inputs: Sequence[str] | Sequence[InContext], encoder: TextEncoder,
+                 cache_dir: Path | None = None) -> np.ndarray:
+    """Embeddings of :func:`text_inputs`' inputs: float32 [N, D].
 
     One store per encoder (``text-<digest>-store.npz``: SHA-1 of each input -> its row) grows
     with every new input, so the train, valid and test subsets of a corpus, and corpora that
     share sentences, embed each sentence once. A store written meanwhile by another process is
     merged, not overwritten, as far as both are read before the write.
     """
-    turns = getattr(encoder, "context_turns", 0)
-    inputs: list = in_context(samples, turns) if turns else [s.text or "" for s in samples]
     keys = [_input_key(x) for x in inputs]
     cache_dir = cache_dir or default_cache_dir()
     path = cache_dir / f"text-{encoder.identity()['sha256'][:12]}-store.npz"
     store = _read_store(path)
     # Sorted by length, a batch pads little: about twice as fast as in corpus order.
-    missing = sorted({k: x for k, x in zip(keys, inputs) if k not in store}.items(), key=lambda kx: len(str(kx[1])))
+    missing = sorted({k: x for k, x in zip(keys, inputs) if k not in store}.items(), key=lambda kx: _input_chars(kx[1]))
     if missing:
         log.info("embedding %d texts", len(missing))
         todo = [x for _, x in missing]
-        new = np.asarray(encoder.embed_in_context(todo, encoder.context_tokens) if turns else encoder.embed(todo),
-                         dtype=np.float32)
+        new = np.asarray(encoder.embed_in_context(todo, encoder.context_tokens) if encoder.context_turns
+                         else encoder.embed(todo), dtype=np.float32)
         store = {**_read_store(path), **store, **{k: v for (k, _), v in zip(missing, new)}}
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")

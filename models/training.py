@@ -90,15 +90,19 @@ def add_forms(samples: Sequence[Sample], rows: Sequence[int], forms: dict[str, s
               text_parts: list[np.ndarray], n_text: int, alternative: dict[int, int]) -> int:
     """Embed the other form of each sample's text (``forms``: sample id -> text) where it differs
     from the text, append the embeddings to ``text_parts`` (rows from ``n_text`` on), record
-    text row -> row of the other form in ``alternative``, and return the new row count."""
-    from .features import text_matrix
+    text row -> row of the other form in ``alternative``, and return the new row count.
 
-    other = [(row, replace(s, text=forms[s.id])) for row, s in zip(rows, samples)
-             if s.id in forms and forms[s.id] != (s.text or "")]
-    if other:
-        text_parts.append(text_matrix([s for _, s in other], encoder))
-        alternative.update({row: n_text + j for j, (row, _) in enumerate(other)})
-    return n_text + len(other)
+    An encoder tuned in context reads each other form after its dialogue's past turns in their
+    other forms too, as the runtime reads what it heard after what it heard before."""
+    from .features import embed_inputs, text_inputs
+
+    changed = [j for j, s in enumerate(samples) if s.id in forms and forms[s.id] != (s.text or "")]
+    if changed:
+        other = [replace(s, text=forms.get(s.id, s.text)) for s in samples]
+        inputs = text_inputs(other, encoder.context_turns)
+        text_parts.append(embed_inputs([inputs[j] for j in changed], encoder))
+        alternative.update({rows[j]: n_text + k for k, j in enumerate(changed)})
+    return n_text + len(changed)
 
 
 def in_split(sample: Sample, names: Sequence[str]) -> bool:

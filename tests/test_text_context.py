@@ -123,6 +123,7 @@ def test_tuning_in_context_writes_layers_the_features_read_in_context(tmp_path):
     import json
 
     from models.features import text_matrix
+    from models.training import add_forms
     from models.text_tuning import tune_text
 
     rows = [{"dialog": f"Ses0{1 if split == 'train' else 2}F_impro0{i}", "turn": t, "speaker": "FM"[t % 2],
@@ -150,6 +151,15 @@ def test_tuning_in_context_writes_layers_the_features_read_in_context(tmp_path):
     alone = encoder.embed_in_context([InContext(s.text) for s in samples], 32)  # = embed (test above)
     assert np.allclose(x[0], alone[0], atol=1e-6)  # the first turn has no past
     assert not np.allclose(x[2], alone[2], atol=1e-3)
+    # Another form of two turns (e.g. what Whisper heard) is read after its dialogue's past in
+    # those forms, whatever subset of the dialogue has one.
+    heard = {samples[1].id: "oh no I'm so sorry", samples[2].id: "I feel terrible."}  # turn 2's form is its text
+    parts, alternative = [], {}
+    n = add_forms(samples, [10, 11, 12], heard, encoder, parts, 13, alternative)
+    assert (n, alternative) == (14, {11: 13})
+    said = [(s.speaker, s.text) for s in samples]
+    expected = encoder.embed_in_context([InContext.after("oh no I'm so sorry", "M", said[:1], 2)], 32)
+    assert np.allclose(parts[0], expected, atol=1e-6)
     encoder.context_turns = 0  # the same weights read utterances alone: other keys, other rows
     assert np.allclose(text_matrix(samples, encoder, cache_dir=tmp_path / "cache"), alone, atol=1e-6)
 

@@ -118,6 +118,7 @@ class _TextFrontend(_Frontend):
     """Texts containing a label's cue words map near that label's direction."""
 
     CUES = {"okay": 0, "great": 1, "sorry": 2, "hate": 3}
+    context_turns = context_tokens = 0  # reads utterances alone, as TextEncoder does by default
 
     def embed(self, texts):
         out = np.random.default_rng(1).normal(0, 0.3, (len(texts), self.dim)).astype(np.float32)
