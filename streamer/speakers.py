@@ -505,7 +505,9 @@ class EmbeddingClustering:
     more than ALTERNATION_BASE of the time needs up to TURN_TAKING_BONUS less distance, the whole
     of it at strict alternation. Two people in conversation mostly take turns, while a split of
     one voice falls in no such order (measured on dev dialogues: docs/benchmarks.md, "Speaker
-    attribution", round 5).
+    attribution", round 5). While the voices sound real (the gate below), the allowance grows
+    with the consecutive pairs seen, the whole of it from TURN_TAKING_PAIRS on (round 11): any
+    split of two utterances alternates, and real voices' first two turns are often far apart.
 
     With a ``project``ion (the voice projection, ``models.frontends.speaker.VoiceProjection``:
     LDAs learned on synthetic voices, of the CAM++ embedding and, since round 10, of the print's
@@ -556,6 +558,9 @@ class EmbeddingClustering:
     # stream more than ALTERNATION_BASE of the time needs up to TURN_TAKING_BONUS less distance
     TURN_TAKING_BONUS = 0.2  # cosine distance, at strict alternation
     ALTERNATION_BASE = 0.7  # share of consecutive utterances on opposite sides that earns nothing
+    # ... and (round 11, real-voice dev dialogues) while the voices sound real (the gate below), the
+    # allowance grows with the consecutive pairs seen: (n - 1) / TURN_TAKING_PAIRS of it before
+    TURN_TAKING_PAIRS = 6  # consecutive utterance pairs that earn the whole allowance
     # The projected rule, chosen on the e2e dev voices and TurEV-DB (docs/benchmarks.md); since the
     # synthetic gate keeps real voices out (round 7), a looser spread bar and a larger distance
     TIGHT_MIN_UTTERANCES = 3  # utterances in each group, at least (4 in round 4; dev, round 5)
@@ -699,23 +704,38 @@ class EmbeddingClustering:
         self.decision = Decision(rule, n, between, float(needed))
         return self._named(side) if stood else np.zeros(n, bool)
 
+    def _sounds(self, synthetic: bool) -> bool:
+        """Whether the voices of the history sound synthetic (``synthetic`` True: their prints'
+        mean synthetic likeness above SYNTHETIC_GATE) or real (False: at most that); neither
+        without a ``synthetic`` likeness."""
+        if not self._likeness:
+            return False
+        return (float(np.mean(self._likeness)) > self.SYNTHETIC_GATE) is synthetic
+
     def _extends_stood(self, side: np.ndarray) -> bool:
         """Whether the early hold applies to the split ``side`` (bool [n]): the raw rules' split
         stood at the utterance before, ``side`` splits the utterances before the newest the same
-        way (up to naming), and the voices sound synthetic (mean likeness above SYNTHETIC_GATE;
-        a real voice's second utterance sent to B must not be held there)."""
+        way (up to naming), and the voices sound synthetic (a real voice's second utterance sent
+        to B must not be held there)."""
         stood = self._stood
-        if stood is None or len(stood) != len(side) - 1 or not self._likeness:
+        if stood is None or len(stood) != len(side) - 1:
             return False
         same_split = bool((side[:-1] == stood).all() or (side[:-1] != stood).all())
-        return same_split and float(np.mean(self._likeness)) > self.SYNTHETIC_GATE
+        return same_split and self._sounds(synthetic=True)
 
     def _turn_taking(self, side: np.ndarray) -> float:
         """The turn-taking allowance (cosine distance) for the split ``side`` (bool [n], stream
         order): TURN_TAKING_BONUS times how far the share of consecutive utterances on opposite
-        sides exceeds ALTERNATION_BASE, scaled so that strict alternation earns the whole bonus."""
+        sides exceeds ALTERNATION_BASE, scaled so that strict alternation earns the whole bonus.
+        While the voices sound real, times min(1, (n - 1) / TURN_TAKING_PAIRS): any split of two
+        utterances alternates, so one pair is no sign of turn taking, and a real voice's second
+        utterance lies 0.27-0.77 from its first (EmoDB dev, 5th-95th percentile), often past the
+        bar the whole allowance leaves (about 0.36 for 2 s turns)."""
         excess = max(0.0, alternation(side) - self.ALTERNATION_BASE)
-        return self.TURN_TAKING_BONUS * excess / (1.0 - self.ALTERNATION_BASE)
+        allowance = self.TURN_TAKING_BONUS * excess / (1.0 - self.ALTERNATION_BASE)
+        if self._sounds(synthetic=False):
+            allowance *= min(1.0, (len(side) - 1) / self.TURN_TAKING_PAIRS)
+        return allowance
 
     def _named(self, side: np.ndarray) -> np.ndarray:
         """The two groups of ``side`` (bool [n], the last the new utterance) as B = True: the

@@ -412,6 +412,23 @@ def test_turn_taking_lets_an_answer_open_b_on_less_distance(bonus: float, second
     assert [clustering.assign_print(v, 1.0) for v in (basis(0), other)] == [Speaker.A, second]
 
 
+@pytest.mark.parametrize("likeness, speakers", [
+    (None, "ABAB"), (0.7, "ABAB"), (0.25, "AAAB"), (EmbeddingClustering.SYNTHETIC_GATE, "AAAB"),
+])
+def test_real_voices_earn_the_turn_taking_allowance_pair_by_pair(likeness: float | None, speakers: str):
+    """Two 2 s voices 0.5 apart taking turns. With the whole allowance the answer opens B (bar
+    0.35 + 0.3 / sqrt(2) - 0.2 = 0.36). While the voices sound real (likeness at most
+    SYNTHETIC_GATE), one pair earns 1 / TURN_TAKING_PAIRS of it (bar 0.53): the answer stays on A,
+    the split of three earns 2 / 6 (bar 0.50, just under 0.5 apart: it stands, the third utterance
+    is A) and B's second turn opens B (bar 0.40); the revisions name the first answer B then."""
+    other = 0.5 * basis(0) + np.sqrt(1 - 0.5**2) * basis(1)  # distance 0.5 from A
+    synthetic = None if likeness is None else (lambda embedding: likeness)
+    clustering = EmbeddingClustering(0.35, synthetic=synthetic)
+    named = [clustering.assign_print(v, 2.0) for v in (basis(0), other, basis(0), other)]
+    assert "".join(s.value for s in named) == speakers
+    assert clustering.names() == [Speaker.A, Speaker.B, Speaker.A, Speaker.B]
+
+
 @pytest.mark.parametrize("spread, opens_b", [(0.1, True), (0.3, False)])
 def test_tight_groups_in_the_projected_space_open_b_on_little_distance(spread: float, opens_b: bool):
     """Two voices 0.1 apart (cosine) open no B by the raw rule. When a projection puts each
@@ -515,6 +532,7 @@ def test_an_early_split_that_stood_is_held_for_synthetic_voices(likeness: float,
     other = 0.4 * basis(0) + np.sqrt(1 - 0.4**2) * basis(1)  # distance 0.6 from A
     clustering = EmbeddingClustering(0.35, synthetic=lambda embedding: likeness)
     clustering.EARLY_HOLD = hold
+    clustering.TURN_TAKING_PAIRS = 1  # real voices too earn the whole allowance at once: the hold alone
     assert [clustering.assign_print(v, 1.0) for v in (basis(0), other, other)] == [Speaker.A, Speaker.B, third]
 
 
