@@ -42,7 +42,8 @@ class Checkpoint:
     speaker_norm: None when the audio branch reads raw vectors (every checkpoint before round 7);
     else {"mean": float32 [audio_dim], "std": float32 [audio_dim], "prior_clips": float}, the
     training speakers' raw statistics that per-speaker online normalisation (models.audio_norm)
-    starts from, and optionally "keep_raw": True; the network then reads normalised vectors (with
+    starts from, and optionally "keep_raw": True and "session_clips": float > 0 (round 11: speakers
+    shrink towards the session's statistics, those towards the prior); the network then reads normalised vectors (with
     keep_raw: raw and normalised side by side), standardised by audio_mean/audio_std.
     """
 
@@ -75,7 +76,8 @@ class Checkpoint:
         if self.speaker_norm is None:
             return None
         return NormPrior(self.speaker_norm["mean"].double().numpy(), self.speaker_norm["std"].double().numpy(),
-                         float(self.speaker_norm["prior_clips"]), bool(self.speaker_norm.get("keep_raw", False)))
+                         float(self.speaker_norm["prior_clips"]), bool(self.speaker_norm.get("keep_raw", False)),
+                         float(self.speaker_norm.get("session_clips", 0.0)))
 
     def prepare_audio(self, raw: np.ndarray, sessions: list[str], ordered: bool = False, seed: int = 0) -> torch.Tensor:
         """A clip set's raw acoustic vectors [N, audio_dim] as the network reads them: with
@@ -109,6 +111,8 @@ class Checkpoint:
                                        "std": self.speaker_norm["std"].float().contiguous(),
                                        "prior_clips": float(self.speaker_norm["prior_clips"]),
                                        "keep_raw": bool(self.speaker_norm.get("keep_raw", False))}
+            if self.speaker_norm.get("session_clips"):  # round 11; a file without it reads as 0
+                payload["speaker_norm"]["session_clips"] = float(self.speaker_norm["session_clips"])
         torch.save(payload, path)
         digest = sha256_of(path)
         path.with_suffix(path.suffix + ".sha256").write_text(f"{digest}  {path.name}\n")
@@ -176,7 +180,7 @@ def check_payload(payload: dict, path: Path) -> None:
 def check_speaker_norm(norm: object, shape: torch.Size, path: Path) -> None:
     """UserError unless ``norm`` is absent (None) or {"mean", "std": finite vectors of ``shape``
     (half of it with "keep_raw": the network reads raw and normalised side by side), std >= 0;
-    "prior_clips": a number > 0}."""
+    "prior_clips": a number > 0; "session_clips", where present, a number >= 0}."""
     if norm is None:
         return
     if isinstance(norm, dict) and norm.get("keep_raw") is True:
@@ -191,3 +195,6 @@ def check_speaker_norm(norm: object, shape: torch.Size, path: Path) -> None:
         raise UserError(f"checkpoint {path} is damaged: speaker_norm must be finite, its std >= 0")
     if isinstance(clips, bool) or not isinstance(clips, (int, float)) or not clips > 0:
         raise UserError(f"checkpoint {path} is damaged: speaker_norm prior_clips must be a number > 0")
+    session = norm.get("session_clips", 0.0)
+    if isinstance(session, bool) or not isinstance(session, (int, float)) or not session >= 0:
+        raise UserError(f"checkpoint {path} is damaged: speaker_norm session_clips must be a number >= 0")

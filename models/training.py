@@ -199,10 +199,11 @@ def build_corpus(config: TrainConfig, max_context: int, frontends: dict) -> Corp
     train_audio_rows = sorted({w.audio_rows[-1] for w in audio_train})
     speaker_norm = None
     if config.speaker_norm and train_audio_rows:  # the prior: the raw statistics of the training clips
-        prior = NormPrior.of(audio[train_audio_rows], keep_raw=config.speaker_norm_raw)
+        prior = NormPrior.of(audio[train_audio_rows], config.speaker_norm_clips, config.speaker_norm_raw,
+                             config.speaker_norm_session)
         audio = normalise_corpus(audio, audio_sessions, prior, config.seed)
         speaker_norm = {"mean": torch.from_numpy(prior.mean).float(), "std": torch.from_numpy(prior.std).float(),
-                        "prior_clips": prior.clips, "keep_raw": prior.keep_raw}
+                        "prior_clips": prior.clips, "keep_raw": prior.keep_raw, "session_clips": prior.session_clips}
     mean = audio[train_audio_rows].mean(0) if train_audio_rows else np.zeros(audio.shape[1], np.float32)
     std = audio[train_audio_rows].std(0) + 1e-5 if train_audio_rows else np.ones(audio.shape[1], np.float32)
     return Corpus(
@@ -496,7 +497,8 @@ def train(config: TrainConfig, frontends: dict, out: Path) -> Checkpoint:
             "shift_boost": config.shift_boost, "spoken_text": config.spoken_text,
             "heard_text": config.heard_text, "heard_text_file": config.heard_text_file,
             "heard_turns": len(corpus.heard_rows), "speaker_norm": config.speaker_norm,
-            "speaker_norm_raw": config.speaker_norm_raw, "pseudo_pairs_drawn": config.pseudo_pairs_drawn,
+            "speaker_norm_raw": config.speaker_norm_raw, "speaker_norm_clips": config.speaker_norm_clips,
+            "speaker_norm_session": config.speaker_norm_session, "pseudo_pairs_drawn": config.pseudo_pairs_drawn,
             "gate_loss": config.gate_loss,
             "balance_classes": sorted(corpus.balanced)},
             "selection": {"datasets": list(config.select_on) or "all", "metric": config.select_metric,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
+from .audio_norm import PRIOR_CLIPS
 from .checks import check_type
 from .errors import UserError
 from .labels import LabelSet, label_set
@@ -78,6 +79,8 @@ class TrainConfig:
     pseudo_pairs_drawn: bool = False  # pseudo-pairs from the epoch's drawn audio windows, not every training clip
     speaker_norm: bool = False  # audio vectors normalised per speaker with running statistics (models.audio_norm)
     speaker_norm_raw: bool = False  # with speaker_norm: the raw vector beside the normalised one (network.audio_dim x 2)
+    speaker_norm_clips: float = PRIOR_CLIPS  # with speaker_norm: a speaker's statistics shrink towards the prior as this many clips
+    speaker_norm_session: float = 0.0  # > 0: ... towards the session's (every speaker's) statistics, shrunk to the prior as this many clips
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -102,6 +105,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "tune_layers", "max_tokens", "context_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.speaker_norm_clips > 0 or not self.speaker_norm_session >= 0:
+            raise UserError(f"speaker_norm_clips must be > 0 and speaker_norm_session >= 0, got "
+                            f"{self.speaker_norm_clips} and {self.speaker_norm_session}")
         for name in ("modality_dropout", "context_truncation", "spoken_text", "heard_text"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")

@@ -87,6 +87,51 @@ def test_sessions_are_causal_seeded_and_ordered_on_request():
     np.testing.assert_allclose(ordered[2], normaliser.normalise("a", x[2]))
 
 
+def test_through_the_session_speakers_shrink_towards_every_speaker_heard():
+    """session_clips: the session's statistics (all speakers) shrink towards the prior as
+    session_clips clips, a speaker's towards the session's as clips clips: written out by hand."""
+    x = np.random.default_rng(4).normal(3.0, 2.0, (5, 3))
+    speakers = ["a", "a", "b", "a", "b"]
+    normaliser = SpeakerNormaliser(NormPrior(np.zeros(3), np.ones(3), clips=2.0, session_clips=4.0))
+    for i, key in enumerate(speakers):
+        heard, mine = x[: i + 1], x[[j for j in range(i + 1) if speakers[j] == key]]
+        mean1 = heard.sum(0) / (4 + len(heard))
+        second1 = (4 * 1.0 + (heard ** 2).sum(0)) / (4 + len(heard))
+        mean = (2 * mean1 + mine.sum(0)) / (2 + len(mine))
+        second = (2 * second1 + (mine ** 2).sum(0)) / (2 + len(mine))
+        expected = (x[i] - mean) / (np.sqrt(second - mean ** 2) + 1e-5)
+        np.testing.assert_allclose(normaliser.normalise(key, x[i]), expected, rtol=1e-5)
+    assert normaliser.clips_of("a") == 3 and normaliser.clips_of("b") == 2
+
+
+def test_a_new_speaker_of_a_shifted_session_starts_from_the_session_not_the_prior():
+    """A recording chain the prior never heard moves every voice alike (here by 8 prior standard
+    deviations): by the prior alone a new speaker's first clip reads about +1 on every dimension,
+    whatever it holds (so every first clip looks alike); through the session it reads near the
+    session's own centre."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(8.0, 0.2, (31, 4))
+    keys = np.array([f"corpus|s{i // 5}" for i in range(30)] + ["corpus|new"])
+    z = {}
+    for session_clips in (0.0, 10.0):
+        prior = NormPrior(np.zeros(4), np.ones(4), clips=1.0, session_clips=session_clips)
+        z[session_clips] = normalise_sessions(x, keys, prior, ordered=True)[-1]
+    assert np.abs(z[10.0]).max() < 0.5 and np.abs(z[0.0] - 1.0).max() < 0.05
+
+
+def test_with_session_clips_the_speakers_of_one_conversation_share_it_and_no_other():
+    x = np.random.default_rng(6).normal(size=(30, 3))
+    keys = np.array(["c1|a", "c1|b", "c2|a"] * 10)
+    prior = NormPrior(np.zeros(3), np.ones(3), clips=1.0, session_clips=5.0)
+    z = normalise_sessions(x, keys, prior, seed=3)
+    np.testing.assert_array_equal(z, normalise_sessions(x, keys, prior, seed=3))
+    changed = x.copy()
+    changed[keys == "c1|b"] += 50.0
+    moved = normalise_sessions(changed, keys, prior, seed=3)
+    assert not np.allclose(moved[keys == "c1|a"], z[keys == "c1|a"])  # b's clips move a's session
+    np.testing.assert_array_equal(moved[keys == "c2|a"], z[keys == "c2|a"])  # another conversation's do not
+
+
 def test_sessions_of_samples_dialogue_speakers_in_order_else_speakers_shuffled():
     from models.audio_norm import sample_sessions
     from models.data.sample import Sample
@@ -118,6 +163,10 @@ def test_checkpoint_carries_the_prior_and_old_ones_read_raw_vectors(tmp_path):
     expected = normalise_sessions(raw, speakers, loaded.norm_prior(), seed=0)
     torch.testing.assert_close(loaded.prepare_audio(raw, speakers), (torch.from_numpy(expected) - 0.5) / 2.0)
 
+    assert loaded.norm_prior().session_clips == 0.0  # checkpoints before round 11
+    through, _ = load_checkpoint(_payload_checkpoint(tmp_path, {**norm, "session_clips": 10.0}))
+    assert through.norm_prior().session_clips == 10.0
+
     old, _ = load_checkpoint(_payload_checkpoint(tmp_path, None))
     assert "speaker_norm" not in torch.load(tmp_path / "c.pt", weights_only=True)
     assert old.norm_prior() is None
@@ -130,6 +179,7 @@ def test_checkpoint_carries_the_prior_and_old_ones_read_raw_vectors(tmp_path):
     {"mean": torch.full((3,), float("nan")), "std": torch.ones(3), "prior_clips": 1.0},
     {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 0.0},
     {"mean": [0.0, 0.0, 0.0], "std": torch.ones(3), "prior_clips": 10.0},
+    {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 1.0, "session_clips": -1.0},
 ])
 def test_a_damaged_speaker_norm_is_refused(tmp_path, norm):
     path = _payload_checkpoint(tmp_path, {"mean": torch.zeros(3), "std": torch.ones(3), "prior_clips": 10.0})
@@ -188,10 +238,12 @@ class _LoudnessFrontend:
         return type("Pass", (), {"states": np.stack([rms, zcr], 1).astype(np.float32)})()
 
 
-def test_training_simulates_sessions_and_the_checkpoint_keeps_the_prior(tmp_path, monkeypatch):
+@pytest.mark.parametrize("norm_options", ["", "speaker_norm_clips = 1.0\nspeaker_norm_session = 10.0"])
+def test_training_simulates_sessions_and_the_checkpoint_keeps_the_prior(tmp_path, monkeypatch, norm_options):
     """A TurEV-DB-shaped corpus whose speakers differ by gain (label: pitch): trained with
-    speaker_norm, the checkpoint carries the raw training statistics as its prior, and the
-    predictor normalises a session's utterances with them."""
+    speaker_norm, the checkpoint carries the raw training statistics as its prior (and how fast a
+    speaker leaves it, directly or through the session), and the predictor normalises a
+    session's utterances with them."""
     from models.training import train
     from models.training_config import TrainConfig
 
@@ -218,6 +270,7 @@ audio_dim = 4
 text_dim = 384
 [objectives]
 speaker_norm = true
+{norm_options}
 [optim]
 epochs = 2
 batch_size = 8
@@ -238,10 +291,12 @@ valid_speakers = ["1004"]
     train_rows = np.stack([pool_mean_std(frontend.encode(load_sample_audio(s)).states)
                            for s in load_dataset("turevdb", tmp_path / "tv").samples if s.speaker != "1004"])
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    prior = loaded.norm_prior()
+    assert (prior.clips, prior.session_clips) == ((1.0, 10.0) if norm_options else (10.0, 0.0))
     np.testing.assert_allclose(loaded.speaker_norm["mean"].numpy(), train_rows.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(loaded.speaker_norm["std"].numpy(), train_rows.std(0), rtol=1e-3, atol=1e-5)
     # the network was fitted on normalised vectors (raw ones: mean about -2 in log RMS, std 1e-3 in ZCR)
-    assert np.abs(loaded.audio_mean.numpy()).max() < 0.2 and bool((loaded.audio_std > 0.3).all())
+    assert np.abs(loaded.audio_mean.numpy()).max() < 0.2 and bool((loaded.audio_std > 0.1).all())
     predictor = EmotionPredictor(tmp_path / "m.pt", device="cpu")
     session = predictor.session_audio()
     vector = ContextItem(train_rows[0].astype(np.float32), None, "A")
