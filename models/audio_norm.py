@@ -142,17 +142,11 @@ def normalise_sessions(x: np.ndarray, keys: Sequence[Hashable], prior: NormPrior
     keys = np.asarray(keys)
     out = np.empty((len(x), x.shape[1] * (2 if prior.keep_raw else 1)), dtype=np.float32)
     rng = np.random.default_rng(seed)
-    if not prior.session_clips:
+    # One normaliser per speaker, or per conversation when speakers shrink towards its statistics.
+    groups = np.array([session_of(k) for k in keys]) if prior.session_clips else keys
+    for group in np.unique(groups):
         normaliser = SpeakerNormaliser(prior)
-        for key in np.unique(keys):
-            rows = np.flatnonzero(keys == key)
-            for row in rows if ordered else rows[rng.permutation(len(rows))]:
-                out[row] = normaliser.normalise(key, x[row])
-        return out
-    conversations = np.array([session_of(k) for k in keys])
-    for conversation in np.unique(conversations):
-        normaliser = SpeakerNormaliser(prior)
-        rows = np.flatnonzero(conversations == conversation)
+        rows = np.flatnonzero(groups == group)
         for row in rows if ordered else rows[rng.permutation(len(rows))]:
             out[row] = normaliser.normalise(keys[row], x[row])
     return out
